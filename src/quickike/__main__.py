@@ -1,0 +1,3 @@
+from quickike.cli import main
+
+raise SystemExit(main())
