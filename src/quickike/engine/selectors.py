@@ -1,0 +1,44 @@
+"""Traffic-selector narrowing (RFC 7296 §2.9).
+
+The responder answers with the intersection of what the initiator proposed
+and what its configuration allows; the initiator checks that the answer is
+inside its proposal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .dataplane import Selector
+
+
+def intersect(a: Selector, b: Selector) -> Selector | None:
+    if a.start.version != b.start.version:
+        return None
+    start = max(a.start, b.start)
+    end = min(a.end, b.end)
+    if start > end:
+        return None
+    if a.protocol and b.protocol and a.protocol != b.protocol:
+        return None
+    protocol = a.protocol or b.protocol
+    sport = max(a.start_port, b.start_port)
+    eport = min(a.end_port, b.end_port)
+    if sport > eport:
+        return None
+    return Selector(start, end, protocol, sport, eport)
+
+
+def narrow(proposed: Sequence[Selector], allowed: Sequence[Selector]) -> list[Selector]:
+    out: list[Selector] = []
+    for c in allowed:
+        for p in proposed:
+            x = intersect(c, p)
+            if x is not None and x not in out:
+                out.append(x)
+    return out
+
+
+def covered(answer: Sequence[Selector], proposed: Sequence[Selector]) -> bool:
+    """Every selector of ``answer`` lies inside one of ``proposed``."""
+    return bool(answer) and all(any(intersect(a, p) == a for p in proposed) for a in answer)
