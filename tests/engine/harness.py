@@ -16,15 +16,15 @@ from quickike.crypto.rng import SeededRandomSource
 from quickike.engine import Datagram, Engine
 from quickike.engine import events as ev
 from quickike.engine.config import (
-    AddrKind,
     AddressSpec,
+    AddrKind,
     AuthClass,
     AuthConfig,
     ChildConfig,
     ConnectionConfig,
     DaemonSettings,
-    IkeSecret,
     Identity,
+    IkeSecret,
     QuickikeConfig,
     Secrets,
     StartAction,

@@ -221,8 +221,18 @@ class Engine:
             raise KeyError(f"connection {conn_name!r} has no child {child_name!r}")
         if child_name is None:
             children = list(conn.children[:1])
+        elif (sa := self._established_for(conn)) is not None:
+            # like charon: another CHILD of a connection rides on its IKE SA
+            self.queue_child_create(sa, children[0])
+            return sa.uid
         sa = self._initiate(conn, children)
         return sa.uid
+
+    def _established_for(self, conn: ConnectionConfig) -> IkeSa | None:
+        for sa in self.sas.values():
+            if sa.conn is not None and sa.conn.name == conn.name and sa.usable:
+                return sa
+        return None
 
     def acquire(self, ike_name: str, child_name: str, now: float) -> int | None:
         """Traffic hit a trap: set up the CHILD SA unless it is already on its way."""
@@ -869,12 +879,7 @@ class Engine:
 
     def _retransmit_delay(self, sa: IkeSa, attempt: int) -> float:
         r = self.policy.retransmit_for(sa.conn)
-        delay = r.timeout * (r.base ** attempt)
-        if r.limit > 0:
-            delay = min(delay, r.limit)
-        if r.jitter > 0:
-            delay -= delay * (r.jitter / 100.0) * self.rng.random()
-        return delay
+        return r.wait(attempt, self.rng.random() if r.jitter else 0.0)
 
     def _retransmit(self, sa: IkeSa, pending: Pending) -> None:
         if sa.pending is not pending or sa.state == IkeState.DESTROYED:
@@ -912,8 +917,7 @@ class Engine:
             self._drop("wrong-exchange", sa.remote, f"{msg.exchange} answers {pending.exchange}")
             self.destroy_ike(sa, "failed")
             return
-        if pending.exchange != _INIT:
-            sa.msg_id_out += 1
+        sa.msg_id_out = pending.message_id + 1
         for t in list(sa.active):
             if sa.state == IkeState.DESTROYED:
                 return
@@ -989,8 +993,7 @@ class Engine:
         message_id = msg.message_id
         datagrams = self._send_message(sa, out, message_id, response=True)
         sa.last_response = (message_id, datagrams)
-        if exchange != _INIT:
-            sa.msg_id_in = message_id + 1
+        sa.msg_id_in = message_id + 1
         if exchange == _AUTH and sa.auth_done:
             sa.ni = sa.nr = b""  # KEYMAT of the first CHILD is derived; nonces are not needed again
         passive_left: list[Task] = []
@@ -1044,7 +1047,7 @@ class Engine:
             assert prot is not None, "protected message without keys"
             first, inner = encode_payloads(payloads)
             limit = self._fragment_limit(sa, marker)
-            if limit and len(inner) + 100 > limit:
+            if limit and prot.message_size(len(inner)) > limit:
                 raw = prot.protect_fragments(
                     sa.spi_i, sa.spi_r, out.exchange, flags, message_id, first, inner, limit
                 )

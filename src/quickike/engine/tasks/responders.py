@@ -15,8 +15,9 @@ from ...wire.enums import ExchangeType, NotifyType, ProtocolId
 from ...wire.message import Message
 from ...wire.payloads import SA, Delete
 from .base import Task
-from .child_create import ChildCreate, ChildRekey
+from .child_create import ChildCreate
 from .child_delete import ChildDelete
+from .child_rekey import ChildRekey
 from .ike_delete import IkeDelete
 from .ike_rekey import IkeRekey
 from .informational import Informational
