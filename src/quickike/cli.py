@@ -16,6 +16,7 @@ from . import __version__
 
 #: modules providing sub-commands, in the order ``--help`` lists them
 COMMAND_MODULES = (
+    "quickike.daemon.cli",
     "quickike.tools.decode",
 )
 
