@@ -152,8 +152,8 @@ async def _story(tmp: str) -> tuple[list[Arrow], list[dict[str, object]]]:
             label = f"{e.exchange} {'response' if e.response else 'request'} {e.message_id} [ {' '.join(e.payloads)} ]"
             arrows.append(Arrow(e.time, False, label))
             timeline.append({"time": e.time, "from": "B", "message": label})
-    for gw in (a, b):
-        gw.daemon.close()
+    a.daemon.close()
+    b.daemon.close()
     arrows.sort(key=lambda x: (x.time, x.label != ""))
     timeline.sort(key=lambda x: float(x["time"]))  # type: ignore[arg-type]
     return arrows, timeline

@@ -31,7 +31,7 @@ class Selector:
     end_port: int = 65535
 
     def contains(self, addr: IPAddress, protocol: int = 0, port: int | None = None) -> bool:
-        if addr.version != self.start.version or not (self.start <= addr <= self.end):
+        if addr.version != self.start.version or not (self.start <= addr <= self.end):  # type: ignore[operator]
             return False
         if self.protocol and protocol and self.protocol != protocol:
             return False

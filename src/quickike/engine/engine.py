@@ -655,7 +655,7 @@ class Engine:
         r = sa.fragments
         if r is None or r.message_id != h.message_id or r.response != h.is_response:
             r = sa.fragments = Reassembly(h.message_id, h.is_response)
-        result = r.add(number, total, nxt, plain)
+        result: tuple[int, bytes] | None = r.add(number, total, nxt, plain)
         if result is None:
             self.counters["fragments-buffered"] += 1
             return None
@@ -695,13 +695,12 @@ class Engine:
             self._drop("bad-message-id", remote, "IKE_SA_INIT with a message id")
             return
         s = self.policy.settings
-        if len(self.half_open) >= s.cookie_threshold > 0:
-            if not self._cookie_ok(msg, remote):
-                self.counters["cookies-sent"] += 1
-                nonce = self._nonce_of(msg)
-                cookie = self.cookies.make(nonce, remote[0], h.spi_i, self.now)
-                self.send_unprotected_response(h, [notify(NotifyType.COOKIE, cookie)], local, remote)
-                return
+        if len(self.half_open) >= s.cookie_threshold > 0 and not self._cookie_ok(msg, remote):
+            self.counters["cookies-sent"] += 1
+            nonce = self._nonce_of(msg)
+            cookie = self.cookies.make(nonce, remote[0], h.spi_i, self.now)
+            self.send_unprotected_response(h, [notify(NotifyType.COOKIE, cookie)], local, remote)
+            return
         if len(self.half_open) >= s.half_open_limit > 0:
             self._drop("half-open-limit", remote)
             return
@@ -1255,15 +1254,17 @@ class Engine:
         restart: list[ChildConfig] = []
         lost: list[ChildConfig] = sa.ext_get("lost_children") or []
         for cfg in lost:
-            if action == "restart" or (action == "dpd" and cfg.dpd_action == DpdAction.RESTART) or (
-                action == "close" and cfg.close_action == CloseAction.START
-            ):
-                if cfg not in restart:
-                    restart.append(cfg)
-        for t in pending_children:
-            cfg = getattr(t, "config", None)
-            if cfg is not None and cfg not in restart and action == "restart":
+            wanted = (
+                action == "restart"
+                or (action == "dpd" and cfg.dpd_action == DpdAction.RESTART)
+                or (action == "close" and cfg.close_action == CloseAction.START)
+            )
+            if wanted and cfg not in restart:
                 restart.append(cfg)
+        for t in pending_children:
+            pending: ChildConfig | None = getattr(t, "config", None)
+            if pending is not None and pending not in restart and action == "restart":
+                restart.append(pending)
         if restart:
             self.counters["restarts"] += 1
             self._initiate(conn, restart)

@@ -17,7 +17,7 @@ def intersect(a: Selector, b: Selector) -> Selector | None:
         return None
     start = max(a.start, b.start)
     end = min(a.end, b.end)
-    if start > end:
+    if start > end:  # type: ignore[operator]
         return None
     if a.protocol and b.protocol and a.protocol != b.protocol:
         return None

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 from ...crypto.algorithms import DhKeyPair, dh_alg
 from ...crypto.errors import InvalidPublicValue, ProposalError
 from ...crypto.keys import derive_child_keys
-from ...crypto.proposals import Suite, accept_selected, select_proposal, specs_to_sa_payload
+from ...crypto.proposals import (
+    ProposalSpec,
+    Suite,
+    accept_selected,
+    select_proposal,
+    specs_to_sa_payload,
+)
 from ...wire.enums import DhGroup, ExchangeType, NotifyType, ProtocolId
 from ...wire.message import Message
 from ...wire.payloads import KE, SA, Nonce, TrafficSelector, TSi, TSr, notify
@@ -78,11 +84,11 @@ class ChildCreate(Task):
     def _host(self, addr: tuple[str, int]) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         return ipaddress.ip_address(addr[0])
 
-    def _proposal_dh(self, specs: list) -> DhGroup | None:  # type: ignore[type-arg]
+    def _proposal_dh(self, specs: list[ProposalSpec]) -> DhGroup | None:
         for spec in specs:
             for g in spec.dh:
                 if g != DhGroup.NONE:
-                    return g
+                    return DhGroup(g)
         return None
 
     def _install(self, initiator_of_exchange: bool) -> None:

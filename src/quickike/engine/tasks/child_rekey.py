@@ -90,7 +90,7 @@ class ChildRekey(ChildCreate):
             old.state = ChildState.REKEYED
             eng.queue_task(self.sa, ChildDelete(eng, self.sa, ExchangeType.INFORMATIONAL, old, reason="rekeyed"))
             return
-        their_child, their_nonces = theirs
+        _their_child, their_nonces = theirs
         ours_lowest = min(self.my_nonce, self.peer_nonce)
         theirs_lowest = min(their_nonces)
         eng.counters["child-rekey-collisions"] += 1

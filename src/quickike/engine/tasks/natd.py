@@ -58,9 +58,10 @@ class Natd(Task):
         sa = self.sa
         if msg.notify(NotifyType.COOKIE) or msg.notify(NotifyType.INVALID_KE_PAYLOAD):
             return Status.NEED_MORE
-        if self._check(msg) or (sa.conn is not None and sa.conn.encap):
-            if sa.nat_local or sa.nat_remote or (sa.conn is not None and sa.conn.encap):
-                self.float_ports()
+        encap = sa.conn is not None and sa.conn.encap
+        self._check(msg)
+        if sa.nat_local or sa.nat_remote or encap:
+            self.float_ports()
         return Status.DONE
 
     def process_r(self, msg: Message) -> Status:
