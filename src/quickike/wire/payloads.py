@@ -50,6 +50,12 @@ _NOTIFY_HDR = struct.Struct("!BBH")
 _DELETE_HDR = struct.Struct("!BBH")
 _SKF_HDR = struct.Struct("!HH")
 _ATTR_TV = 0x8000
+_KEY_LENGTH_TV = _ATTR_TV | TransformAttr.KEY_LENGTH
+# value -> member maps of the enums decoded per transform: a dict lookup is several times
+# cheaper than Enum.__call__; unknown values still go through the enum (and become members).
+_TRANSFORM_TYPES: dict[int, TransformType] = {int(m): m for m in TransformType}
+_PROTOCOLS: dict[int, ProtocolId] = {int(m): m for m in ProtocolId}
+_NOTIFY_TYPES: dict[int, NotifyType] = {int(m): m for m in NotifyType}
 
 
 def _need(cond: bool, what: str) -> None:
@@ -116,12 +122,25 @@ class Transform:
 
     @classmethod
     def decode(cls, data: Buffer, off: int, end: int) -> tuple[Transform, bool, int]:
-        _need(end - off >= 8, "transform header truncated")
+        # Hot path (every SA of every IKE_SA_INIT/IKE_AUTH/CREATE_CHILD_SA): plain ifs instead
+        # of _need() so no f-string is built unless it is raised, and a fast path for the two
+        # shapes nearly every transform has (no attribute, or only a Key Length).
+        if end - off < 8:
+            raise CodecError("transform header truncated")
         last, _, length, ttype, _, tid = _TRANSFORM_HDR.unpack_from(data, off)
-        _need(last in (0, 3), f"transform last-substructure field is {last}")
-        _need(8 <= length <= end - off, f"transform length {length} out of bounds")
-        t = cls(TransformType(ttype), tid)
+        if last != 0 and last != 3:
+            raise CodecError(f"transform last-substructure field is {last}")
+        if length < 8 or length > end - off:
+            raise CodecError(f"transform length {length} out of bounds")
+        tt = _TRANSFORM_TYPES.get(ttype)
+        if tt is None:
+            tt = TransformType(ttype)
+        if length == 8:
+            return cls(tt, tid), last == 3, off + 8
         pos, tend = off + 8, off + length
+        if length == 12 and _U16.unpack_from(data, pos)[0] == _KEY_LENGTH_TV:
+            return cls(tt, tid, _U16.unpack_from(data, pos + 2)[0]), last == 3, tend
+        t = cls(tt, tid)
         while pos < tend:
             _need(tend - pos >= 4, "transform attribute truncated")
             atype, alen = _U16.unpack_from(data, pos)[0], _U16.unpack_from(data, pos + 2)[0]
@@ -170,20 +189,33 @@ class Proposal:
 
     @classmethod
     def decode(cls, data: Buffer, off: int, end: int) -> tuple[Proposal, bool, int]:
-        _need(end - off >= 8, "proposal header truncated")
+        if end - off < 8:
+            raise CodecError("proposal header truncated")
         last, _, length, num, proto, spi_size, ntrans = _PROPOSAL_HDR.unpack_from(data, off)
-        _need(last in (0, 2), f"proposal last-substructure field is {last}")
-        _need(8 + spi_size <= length <= end - off, f"proposal length {length} out of bounds")
-        p = cls(num, ProtocolId(proto), bytes(data[off + 8 : off + 8 + spi_size]))
+        if last != 0 and last != 2:
+            raise CodecError(f"proposal last-substructure field is {last}")
+        if length < 8 + spi_size or length > end - off:
+            raise CodecError(f"proposal length {length} out of bounds")
+        protocol = _PROTOCOLS.get(proto)
+        if protocol is None:
+            protocol = ProtocolId(proto)
         pos, pend = off + 8 + spi_size, off + length
+        transforms: list[Transform] = []
         more = True
-        for _ in range(ntrans):
-            _need(more, "transform marked last before the announced count")
-            t, more, pos = Transform.decode(data, pos, pend)
-            p.transforms.append(t)
-        _need(not more or ntrans == 0, "last transform not marked last")
-        _need(pos == pend, "proposal length does not match its transforms")
-        return p, last == 2, pend
+        decode = Transform.decode
+        for i in range(ntrans):
+            if pos >= pend:
+                raise CodecError(f"proposal {num} announces {ntrans} transforms but holds {i}")
+            if not more:
+                raise CodecError(f"proposal {num}: transform {i} of {ntrans} marked last")
+            t, more, pos = decode(data, pos, pend)
+            transforms.append(t)
+        if more and ntrans:
+            raise CodecError(f"proposal {num}: last transform not marked last")
+        if pos != pend:
+            raise CodecError(f"proposal {num}: {pend - pos} octets after its {ntrans} transforms")
+        spi = bytes(data[off + 8 : off + 8 + spi_size]) if spi_size else b""
+        return cls(num, protocol, spi, transforms), last == 2, pend
 
 
 @dataclass(slots=True)
@@ -201,10 +233,10 @@ class SA(Payload):
         pos, end, more = 0, len(body), True
         _need(end > 0, "SA payload without proposals")
         while pos < end:
-            _need(more, "data after the proposal marked last")
+            _need(more, "SA payload: data after the proposal marked last")
             p, more, pos = Proposal.decode(body, pos, end)
             sa.proposals.append(p)
-        _need(not more, "last proposal not marked last")
+        _need(not more, "SA payload: last proposal not marked last")
         return sa
 
 
@@ -343,11 +375,13 @@ class Notify(Payload):
         _need(len(body) >= 4, "Notify payload truncated")
         proto, spi_size, ntype = _NOTIFY_HDR.unpack_from(body)
         _need(len(body) >= 4 + spi_size, "Notify SPI truncated")
+        nt = _NOTIFY_TYPES.get(ntype)
+        protocol = _PROTOCOLS.get(proto)
         return cls(
-            NotifyType(ntype),
+            nt if nt is not None else NotifyType(ntype),
             bytes(body[4 + spi_size :]),
-            ProtocolId(proto),
-            bytes(body[4 : 4 + spi_size]),
+            protocol if protocol is not None else ProtocolId(proto),
+            bytes(body[4 : 4 + spi_size]) if spi_size else b"",
         )
 
 
@@ -370,7 +404,13 @@ class Delete(Payload):
     def decode_body(cls, body: Buffer) -> Delete:
         _need(len(body) >= 4, "Delete payload truncated")
         proto, size, count = _DELETE_HDR.unpack_from(body)
-        _need(len(body) == 4 + size * count, "Delete payload length does not match its SPIs")
+        # Without this check 8 octets could make us build 65535 empty SPIs (a cheap CPU and
+        # memory amplification); SPIs of size 0 only exist as "the IKE SA itself", count 0.
+        _need(size > 0 or count == 0, f"Delete payload announces {count} SPIs of size 0")
+        _need(
+            len(body) == 4 + size * count,
+            f"Delete payload announces {count} SPIs of {size} octets in {len(body) - 4} octets",
+        )
         spis = [bytes(body[4 + i * size : 4 + (i + 1) * size]) for i in range(count)]
         default = 0 if proto == ProtocolId.IKE else 4
         return cls(ProtocolId(proto), spis, None if size == default else size)
@@ -463,7 +503,9 @@ class TrafficSelectors(Payload):
         _need(len(body) >= 4, "TS payload truncated")
         count, pos, end = body[0], 4, len(body)
         out: list[TrafficSelector | UnknownSelector] = []
-        for _ in range(count):
+        for i in range(count):
+            if pos >= end:
+                raise CodecError(f"TS payload announces {count} selectors but holds {i}")
             _need(end - pos >= 8, "traffic selector truncated")
             tstype, proto, length, sport, eport = _TS_HDR.unpack_from(body, pos)
             _need(8 <= length <= end - pos, f"traffic selector length {length} out of bounds")
@@ -483,7 +525,7 @@ class TrafficSelectors(Payload):
             else:
                 out.append(UnknownSelector(tstype, proto, sport, eport, raw))
             pos += length
-        _need(pos == end, "TS payload length does not match its selectors")
+        _need(pos == end, f"TS payload: {end - pos} octets after its {count} selectors")
         return cls(out)
 
 
