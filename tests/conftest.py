@@ -1,0 +1,91 @@
+"""Shared test helpers: prerequisites that skip locally but fail under CI, and the interop lab.
+
+Use from any test module with ``from conftest import require_root`` (tests/ is on sys.path), or
+through the fixtures ``lab`` and ``make_charon``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
+
+import pytest
+
+from quickike.lab import caps
+from quickike.lab.charon import Charon, CharonSettings
+from quickike.lab.netns import Lab, Namespace, sweep_stale_namespaces
+
+LAB_KEY = pytest.StashKey[Lab]()
+_swept = False
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip on a developer machine; under CI=true a missing prerequisite is a failure."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: this must not be skipped)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _require(reason: str | None) -> None:
+    if reason is not None:
+        unavailable(reason)
+
+
+def require_root() -> None:
+    _require(caps.missing_root())
+
+
+def require_netns() -> None:
+    _require(caps.missing_netns())
+
+
+def require_tun() -> None:
+    _require(caps.missing_tun())
+
+
+def require_strongswan() -> None:
+    _require(caps.missing_strongswan())
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """A fresh `Lab`; everything it made is removed after the test, even when it fails."""
+    global _swept
+    require_root()
+    require_netns()
+    if not _swept:
+        _swept = True
+        sweep_stale_namespaces()  # leftovers of an earlier run that was SIGKILLed
+    with Lab() as the_lab:
+        request.node.stash[LAB_KEY] = the_lab
+        yield the_lab
+
+
+@pytest.fixture
+def make_charon(lab: Lab) -> Callable[..., Charon]:
+    """``make_charon(namespace, connections=..., secrets=..., settings=...)`` -> started Charon."""
+    require_strongswan()
+
+    def make(namespace: Namespace, **kwargs: Any) -> Charon:
+        settings = kwargs.get("settings") or CharonSettings()
+        if settings.esp:
+            require_tun()
+        return Charon(namespace, **kwargs).start()
+
+    return make
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the lab's charon logs and process output to a failing test's report."""
+    report = yield
+    if report.when == "call" and report.failed:
+        the_lab = item.stash.get(LAB_KEY, None)
+        if the_lab is not None and not the_lab.closed:
+            report.sections.append(("interop lab", the_lab.describe()))
+    return report
