@@ -61,10 +61,10 @@ class ChildSaSpec:
     encr_key_bits: int
     integ_id: int  # 0 = none (AEAD)
     esn: bool
-    encr_key_in: bytes
-    integ_key_in: bytes
-    encr_key_out: bytes
-    integ_key_out: bytes
+    encr_key_in: bytes = field(repr=False)
+    integ_key_in: bytes = field(repr=False)
+    encr_key_out: bytes = field(repr=False)
+    integ_key_out: bytes = field(repr=False)
     local_ts: tuple[Selector, ...]
     remote_ts: tuple[Selector, ...]
     local_addr: tuple[IPAddress, int]

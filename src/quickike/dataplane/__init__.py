@@ -1,0 +1,7 @@
+"""Data planes: the packet machinery behind :class:`quickike.engine.dataplane.DataPlane`.
+
+``userspace`` is ESP-in-UDP (RFC 4303, RFC 3948) over a TUN device, for kernels
+without ESP; ``esp``, ``replay``, ``spd``, ``udpencap`` and ``tun`` are its parts,
+``threads`` an optional one-thread-per-direction runner, ``errors`` the typed
+reasons a packet or an SA is refused.
+"""
