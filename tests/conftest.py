@@ -7,6 +7,7 @@ through the fixtures ``lab`` and ``make_charon``.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -34,6 +35,13 @@ def unavailable(reason: str) -> NoReturn:
 def _require(reason: str | None) -> None:
     if reason is not None:
         unavailable(reason)
+
+
+@pytest.fixture
+def need_tshark() -> None:
+    """tshark (installed by scripts/install-lab-deps) for decoding cross-checks."""
+    if shutil.which("tshark") is None:
+        unavailable("tshark is not installed (scripts/install-lab-deps installs it)")
 
 
 def require_root() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -606,7 +605,7 @@ def test_fragments_are_decrypted_and_reassembled(
     assert rc == 0 and f"only {len(frags) - 1} of {len(frags)} fragments seen" in err
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+@pytest.mark.usefixtures("need_tshark")
 def test_tshark_decrypts_with_the_same_key_line(tmp_path: Path) -> None:
     """The key log really is Wireshark's format: tshark decrypts with the very same line."""
     prot, line = _sa(EncrId.AES_GCM_16, 256, None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -165,7 +164,7 @@ def _tshark(path: Path) -> list[dict[str, Any]]:
     return [dict(zip(TSHARK_FIELDS, line.split("|"), strict=True)) for line in out.splitlines()]
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+@pytest.mark.usefixtures("need_tshark")
 @pytest.mark.parametrize("path", [NAT_T, REDIRECT], ids=lambda p: p.name)
 def test_header_and_notify_types_match_tshark(path: Path) -> None:
     frames = {n: d for n, d, _ in ike_frames(path) if d is not None}
