@@ -17,6 +17,7 @@ from . import __version__
 #: modules providing sub-commands, in the order ``--help`` lists them
 COMMAND_MODULES = (
     "quickike.daemon.cli",
+    "quickike.control.cli",
     "quickike.tools.decode",
 )
 

@@ -9,7 +9,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("run", help="run the IKE daemon", description="Run the quickike IKE daemon.")
     p.add_argument("-c", "--config", required=True, help="swanctl.conf-style configuration file")
     p.add_argument(
-        "--state-dir", help="directory for state that survives restarts (QCD secret, ...)"
+        "--state-dir",
+        help="directory for state that survives restarts (QCD secret) and the control socket",
     )
     p.add_argument("--keylog", help="append IKE keys to FILE in Wireshark's decryption-table form")
     p.add_argument("--log-format", choices=("text", "json"), help="log line format")

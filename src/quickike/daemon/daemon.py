@@ -19,6 +19,8 @@ from typing import Any
 
 from ..control.config import ConfigError, load_config
 from ..control.logs import log_event, setup_logging
+from ..control.metrics import EngineMetrics, MetricsServer, MetricsUnavailable
+from ..control.vici.server import ServerError, ViciServer
 from ..crypto.rng import SystemRandomSource
 from ..engine import Datagram, Engine
 from ..engine import events as ev
@@ -27,6 +29,16 @@ from ..engine.dataplane import DataPlane, RecordingDataPlane
 from ..engine.extension import Extension
 from ..wire.framing import Kind, classify_marked
 from .sockets import UdpSocket, source_address_for
+from .vici_backend import (
+    EngineBackend,
+    QcdControl,
+    SpiTagger,
+    ViciLogHandler,
+    config_error,
+    find_qcd,
+    socket_options,
+    vici_socket_of,
+)
 
 log = logging.getLogger("quickike.daemon")
 
@@ -48,6 +60,7 @@ class Daemon:
         trace: bool = False,
         host: str = "",
         ipv6: bool = True,
+        control: bool = False,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -67,12 +80,23 @@ class Daemon:
         self._trace = trace
         self.engine: Engine | None = None
         self.started_at = time.time()
+        #: VICI control socket, metrics and log forwarding (``quickike run``; not the demo)
+        self.control = control
+        self.backend: EngineBackend | None = None
+        self.vici: ViciServer | None = None
+        self.metrics: EngineMetrics | None = None
+        self._metrics_server: MetricsServer | None = None
+        self._log_hooks: tuple[logging.Handler, logging.Filter] | None = None
 
     # ------------------------------------------------------------------ life cycle
 
     def _now(self) -> float:
         assert self.loop is not None
         return self.loop.time()
+
+    def now(self) -> float:
+        """The engine's clock (the event loop's monotonic time)."""
+        return self._now()
 
     def _make_dataplane(self) -> DataPlane:
         if self._dataplane is not None:
@@ -108,6 +132,8 @@ class Daemon:
             epoch_offset=time.time() - self._now(),
             now=self._now(),
         )
+        if self.control:
+            await self._start_control()
         s = self.config.settings
         families = [socket.AF_INET] + ([socket.AF_INET6] if self.ipv6 and socket.has_ipv6 else [])
         for family in families:
@@ -131,6 +157,59 @@ class Daemon:
         self.engine.start(self._now())
         self.pump()
 
+    async def _start_control(self) -> None:
+        """VICI socket, metrics endpoint and log forwarding, before any SA exists."""
+        assert self.engine is not None and self.loop is not None
+        backend = EngineBackend(self)
+        self.backend = backend
+        self.observers.append(backend.observe)
+        settings = self.config.settings
+        if settings.metrics.enable:
+            try:
+                metrics = EngineMetrics(lambda: self.engine)
+                server = MetricsServer(metrics, settings.metrics.host, settings.metrics.port)
+                await server.start()
+            except MetricsUnavailable as e:
+                log.error("metrics disabled: %s", e)
+            else:
+                self.engine.add_extension(metrics.extension)
+                self.metrics, self._metrics_server = metrics, server
+                self.observers.append(metrics.observe)
+                backend.plugins.append("metrics")
+        if find_qcd(self.engine) is not None:
+            backend.plugins.insert(1, "qcd")
+            backend.qcd = QcdControl(self.engine, self.pump)
+        uri = vici_socket_of(self.config, self.state_dir)
+        mode, gid = socket_options(self.config)
+        try:
+            vici = ViciServer(backend, uri, mode=mode)
+        except ValueError as e:  # a tcp:// URI: not served (local control only)
+            raise config_error(self.config, "quickike.vici_socket", str(e)) from None
+        await vici.start()
+        if gid is not None:
+            os.chown(vici.path, -1, gid)
+        self.vici = vici
+        backend.events = vici
+        handler = ViciLogHandler(vici, self.loop)
+        tagger = SpiTagger(backend.ike_spis)
+        root = logging.getLogger("quickike")
+        root.addHandler(handler)
+        root.addFilter(tagger)
+        self._log_hooks = (handler, tagger)
+
+    async def _stop_control(self) -> None:
+        if self._log_hooks is not None:
+            root = logging.getLogger("quickike")
+            root.removeHandler(self._log_hooks[0])
+            root.removeFilter(self._log_hooks[1])
+            self._log_hooks = None
+        vici, self.vici = self.vici, None
+        if vici is not None:
+            await vici.close()
+        server, self._metrics_server = self._metrics_server, None
+        if server is not None:
+            await server.close()
+
     def close(self) -> None:
         if self.loop is not None:
             for sock in self.sockets.values():
@@ -147,7 +226,12 @@ class Daemon:
 
     async def serve(self, *, handle_signals: bool = True) -> int:
         """Run until SIGTERM/SIGINT (clean shutdown with Deletes); SIGHUP reloads."""
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self._stop_control()  # e.g. the UDP ports were taken: no socket left behind
+            self.close()
+            raise
         assert self.loop is not None
         self._stopped = self.loop.create_future()
         if handle_signals:
@@ -160,6 +244,7 @@ class Daemon:
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     self.loop.remove_signal_handler(sig)
+            await self._stop_control()
             self.close()
 
     def stop(self, code: int = 0) -> None:
@@ -170,20 +255,27 @@ class Daemon:
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(code)
 
-    def reload(self) -> None:
+    def reload(self) -> bool:
+        """Re-read the configuration file (SIGHUP, VICI reload-settings); False if unusable."""
         if self.config_path is None or self.engine is None:
-            return
+            return False
         try:
             config, warnings = load_config(self.config_path)
         except ConfigError as e:
             log.error("reload failed, keeping the old configuration: %s", e)
-            return
+            return False
+        except OSError as e:
+            log.error("reload failed, keeping the old configuration: %s", e)
+            return False
         for w in warnings:
             log.warning("%s", w)
+        if self.backend is not None:
+            config = self.backend.rebase(config)  # connections loaded over VICI stay
         self.config = config
         self.engine.load_config(config, self._now())
         log.info("configuration reloaded from %s", self.config_path)
         self.pump()
+        return True
 
     # ------------------------------------------------------------------ I/O
 
@@ -283,5 +375,45 @@ def run_daemon(
     config = load_or_exit(path)
     s = config.settings
     setup_logging(log_level or s.log.level, log_format or s.log.format.value, s.log.file)
-    daemon = Daemon(config, config_path=path, state_dir=state_dir, keylog=keylog)
-    return asyncio.run(daemon.serve())
+    state = state_dir or s.state_dir
+    extensions = qcd_extensions(config, state)
+    daemon = Daemon(config, config_path=path, state_dir=state, keylog=keylog,
+                    extensions=extensions, control=True)
+    try:
+        from ..qcd import QcdConfigError, SecretStoreError
+
+        qcd_errors: tuple[type[Exception], ...] = (QcdConfigError, SecretStoreError)
+    except ImportError:  # pragma: no cover - a broken installation
+        qcd_errors = ()
+    try:
+        return asyncio.run(daemon.serve())
+    except (ConfigError, ServerError) as e:
+        raise SystemExit(f"quickike: {e}") from None
+    except qcd_errors as e:  # a bad qcd_options key, an unusable secret store
+        raise SystemExit(f"quickike: QCD cannot start: {e}") from None
+    except OSError as e:
+        raise SystemExit(f"quickike: cannot start: {e}") from None
+
+
+def qcd_extensions(config: QuickikeConfig, state_dir: str) -> list[Extension]:
+    """The QCD plug-in with its secret store in ``state_dir``, if QCD is enabled.
+
+    The store is only created here; it is opened (and the secret read or made)
+    when the engine attaches the extension, so an unusable store stops the
+    start with the store's own explanation.
+    """
+    if not config.settings.qcd.enable:
+        return []
+    try:
+        from ..qcd import FileSecretStore, QcdExtension, SqliteChildSpiMap, parse_qcd_settings
+    except ImportError as e:  # pragma: no cover - a broken installation
+        log.error("QCD not available (%s): running plain RFC 7296", e)
+        return []
+    try:
+        policy = parse_qcd_settings(config.settings.qcd)
+    except ValueError as e:
+        raise SystemExit(f"quickike: configuration error: {e}") from None
+    store = FileSecretStore.in_state_dir(state_dir, policy.secret_file)
+    spi_map = (SqliteChildSpiMap.in_state_dir(state_dir, policy.child_spi_map_file)
+               if policy.child_spi_map else None)
+    return [QcdExtension(policy, store, spi_map)]

@@ -178,6 +178,17 @@ def load_config_text(
     return _Loader(parse_text(text, name, base_dir)).load()
 
 
+def load_config_tree(root: Section) -> tuple[QuickikeConfig, list[ConfigWarning]]:
+    """As :func:`load_config`, from a section tree built in memory.
+
+    VICI's load-conn and load-shared carry swanctl.conf's keys as a message
+    tree, not as text: building :class:`Section` objects from it and loading
+    them here gives them exactly the file's meaning without quoting values
+    back into text first.
+    """
+    return _Loader(ParseResult(root, [], [])).load()
+
+
 class _Reader:
     """Typed access to one section that remembers which keys were consumed."""
 
