@@ -7,6 +7,7 @@ says so or when every engine is idle and a timer is due.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,15 +95,23 @@ class Node:
 
 
 class Net:
-    """Engines attached to IP addresses; delivers datagrams between them."""
+    """Engines attached to IP addresses; delivers datagrams between them.
 
-    def __init__(self) -> None:
+    With ``latency`` > 0 every datagram is in flight that many seconds (one
+    way); then only :meth:`advance` moves it, as it moves timers.
+    """
+
+    def __init__(self, latency: float = 0.0) -> None:
         self.now = 1000.0
         self.nodes: dict[str, Node] = {}
         self.wire: list[tuple[float, Datagram]] = []
         #: return False to drop a datagram
         self.filter: Callable[[Datagram], bool] = lambda d: True
         self.down: set[str] = set()
+        self.latency = latency
+        #: (arrival time, sequence, datagram, source address) of datagrams in flight
+        self._flight: list[tuple[float, int, Datagram, tuple[str, int]]] = []
+        self._seq = 0
 
     def add(self, name: str, ip: str, cfg: QuickikeConfig, seed: int, **kw: object) -> Node:
         dp = RecordingDataPlane()
@@ -115,8 +124,26 @@ class Net:
         """A reboot: same address, fresh engine (all SAs lost)."""
         return self.add(node.name, node.ip, cfg, seed, **kw)
 
+    def inject(self, d: Datagram, src: tuple[str, int], delay: float | None = None) -> None:
+        """Put a datagram on the wire with any source address (spoofing, replays)."""
+        self._seq += 1
+        when = self.now + (self.latency if delay is None else delay)
+        heapq.heappush(self._flight, (when, self._seq, d, src))
+
+    def _deliver(self, d: Datagram, src: tuple[str, int]) -> None:
+        dst = self.nodes.get(d.remote[0])
+        if dst is None or dst.ip in self.down:
+            return
+        data = d.data
+        if d.local[1] != 500 and d.remote[1] != 500:
+            kind, view = classify_marked(data)
+            if kind is not Kind.IKE:
+                return
+            data = bytes(view)
+        dst.engine.receive_datagram(data, d.remote, src, self.now)
+
     def step(self) -> bool:
-        """Deliver every datagram now queued; returns True if anything moved."""
+        """Deliver every datagram now queued (and due); returns True if anything moved."""
         moved = False
         for node in list(self.nodes.values()):
             for e in node.engine.events():
@@ -126,17 +153,14 @@ class Net:
                 self.wire.append((self.now, d))
                 if not self.filter(d):
                     continue
-                dst = self.nodes.get(d.remote[0])
-                if dst is None or dst.ip in self.down:
-                    continue
-                src = (node.ip, d.local[1])
-                data = d.data
-                if d.local[1] != 500 and d.remote[1] != 500:
-                    kind, view = classify_marked(data)
-                    if kind is not Kind.IKE:
-                        continue
-                    data = bytes(view)
-                dst.engine.receive_datagram(data, d.remote, src, self.now)
+                if self.latency > 0:
+                    self.inject(d, (node.ip, d.local[1]))
+                else:
+                    self._deliver(d, (node.ip, d.local[1]))
+        while self._flight and self._flight[0][0] <= self.now:
+            _, _, d, src = heapq.heappop(self._flight)
+            moved = True
+            self._deliver(d, src)
         for node in self.nodes.values():
             for e in node.engine.events():
                 node.events.append(e)
@@ -155,6 +179,8 @@ class Net:
         self.settle()
         while True:
             due = [t for n in self.nodes.values() if (t := n.engine.get_timer()) is not None]
+            if self._flight:
+                due.append(self._flight[0][0])
             nxt = min(due) if due else None
             if nxt is None or nxt > end:
                 break

@@ -13,6 +13,7 @@ drop reason (``Engine.counters``) and, for the interesting ones, an event.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,6 @@ from ..wire.enums import (
     ExchangeType,
     NotifyType,
     PayloadType,
-    ProtocolId,
 )
 from ..wire.errors import CodecError
 from ..wire.framing import NON_ESP_MARKER
@@ -109,6 +109,8 @@ class Engine:
         self.half_open: dict[tuple[bytes, Address], IkeSa] = {}
         self.children_in: dict[bytes, ChildSa] = {}
         self.children_out: dict[bytes, ChildSa] = {}
+        #: authenticated IKE SAs by (remote id, local id): INITIAL_CONTACT without scanning all SAs
+        self._by_identity: dict[tuple[str, str], list[IkeSa]] = {}
         self._out: list[Datagram] = []
         self._events: collections.deque[ev.Event] = collections.deque()
         self._uid = 0
@@ -324,8 +326,9 @@ class Engine:
                          ) -> None:
         """Unprotected INFORMATIONAL with N(INVALID_SPI) (RFC 7296 §1.5, I=1, R=0)."""
         spi_i, spi_r = spis if spis is not None else (self.rng.bytes(8), b"\x00" * 8)
+        # the SPI travels as notification data: with an empty SPI field, Protocol ID is 0 (§3.10)
         msg = Message(spi_i, spi_r, _INFO, FLAG_INITIATOR, 0,
-                      [notify(NotifyType.INVALID_SPI, spi, protocol=ProtocolId.ESP), *extra])
+                      [notify(NotifyType.INVALID_SPI, spi), *extra])
         self.counters["invalid-spi-sent"] += 1
         self._trace_out(None, msg, local, remote, False, 0)
         self.send_raw(msg.encode(), local, remote)
@@ -485,6 +488,9 @@ class Engine:
             self._drop("unknown-spi-response", remote)
             return
         if h.next_payload in (_SK, _SKF):
+            if self.trace:  # its contents are unreadable: trace the header only
+                msg = Message(h.spi_i, h.spi_r, h.exchange, h.flags, h.message_id, [])
+                self._trace_in(None, msg, local, remote, True, len(data))
             for ext in self.extensions:
                 if ext.unknown_sa_request(h, data, local, remote):
                     return
@@ -889,6 +895,7 @@ class Engine:
             self._peer_dead(sa)
             return
         pending.attempt += 1
+        pending.last_sent = self.now
         self.counters["retransmits"] += 1
         self._events.append(ev.Retransmit(self.now, sa.uid, str(pending.exchange), pending.message_id, pending.attempt))
         for d in pending.datagrams:
@@ -932,6 +939,8 @@ class Engine:
             return
         if pending.exchange == _AUTH and sa.auth_done and not sa.active:
             sa.ni = sa.nr = b""
+            # make-before-break: the replacement and its CHILD SAs are in place now
+            self._retire_replaced(sa, failed=False)
         if sa.active:
             self._build_request(sa, pending.exchange)
         else:
@@ -1107,6 +1116,7 @@ class Engine:
         sa.state = IkeState.ESTABLISHED
         sa.established_at = self.now
         sa.auth_done = True
+        self._index_identity(sa)
         sa.init_i = sa.init_r = b""
         if sa.half_open_key is not None:
             self.half_open.pop(sa.half_open_key, None)
@@ -1236,6 +1246,11 @@ class Engine:
         sa.pending = None
         for child in list(sa.children):
             self.remove_child(child, reason)
+        same = self._by_identity.get((sa.remote_id, sa.local_id))
+        if same is not None and sa in same:
+            same.remove(sa)
+            if not same:
+                del self._by_identity[(sa.remote_id, sa.local_id)]
         if self.sas.get(sa.spi_local) is sa:
             del self.sas[sa.spi_local]
         if sa.half_open_key is not None:
@@ -1244,6 +1259,8 @@ class Engine:
         self.counters["ike-down:" + reason] += 1
         for ext in self.extensions:
             ext.destroyed(sa, reason)
+        if not was_up:
+            self._retire_replaced(sa, failed=True)
         if restart and action is not None and sa.conn is not None and (was_up or sa.initiator):
             self._react(sa, action, pending_children)
 
@@ -1269,13 +1286,16 @@ class Engine:
             self.counters["restarts"] += 1
             self._initiate(conn, restart)
 
-    def reestablish(self, sa: IkeSa, reason: str, *, make_before_break: bool = False) -> IkeSa | None:
+    def reestablish(self, sa: IkeSa, reason: str, *, make_before_break: bool = False,
+                    silent: bool = False) -> IkeSa | None:
         """Re-create a connection's tunnel (QCD teardown, reauth).
 
         CHILD configs that start on their own (start_action start, close/dpd
         action restart) are re-created at once; trap CHILDs wait for traffic
         (their trap policies stay installed). With ``make_before_break`` the
-        old SA lives until the new one is up.
+        old SA lives until the new one is up, then goes with a Delete (reauth,
+        RFC 7296 §2.8.3) or, with ``silent``, without one (the peer is known to
+        have lost it); a ``silent`` old SA also goes if the new one fails.
         """
         conn = sa.conn
         if conn is None:
@@ -1286,12 +1306,33 @@ class Engine:
         if make_before_break:
             wanted = configs or list(conn.children[:1])
             new = self._initiate(conn, wanted)
-            new.ext_set("replaces", sa)
+            if new.state == IkeState.DESTROYED:
+                self._retire(sa, reason, silent, failed=True)
+            else:
+                new.ext_set("replaces", (sa, reason, silent))
             return new
         self.destroy_ike(sa, reason, restart=False)
         if auto or (sa.initiator and not configs):
             return self._initiate(conn, auto or list(conn.children[:1]))
         return None
+
+    def _retire_replaced(self, new: IkeSa, *, failed: bool) -> None:
+        entry: tuple[IkeSa, str, bool] | None = new.ext_get("replaces")
+        if entry is not None:
+            new.ext_set("replaces", None)
+            self._retire(*entry, failed=failed)
+
+    def _retire(self, old: IkeSa, reason: str, silent: bool, *, failed: bool) -> None:
+        """The end of make-before-break for ``old`` (see :meth:`reestablish`)."""
+        if old.state == IkeState.DESTROYED:
+            return
+        if silent:
+            self.destroy_ike(old, reason, restart=False)
+        elif not failed and old.usable:
+            from .tasks.ike_delete import IkeDelete
+
+            if not any(t.kind == "ike-delete" for t in (*old.queued, *old.active)):
+                self.queue_task(old, IkeDelete(self, old, _INFO))
 
     def install_child(self, child: ChildSa, spec: Any) -> None:
         self.dataplane.install_child(spec)
@@ -1308,6 +1349,8 @@ class Engine:
             child.suite.keyword(), child.rekeyed_from,
         ))
         self._arm_child_timers(child)
+        for ext in self.extensions:
+            ext.child_installed(child)
 
     def _arm_child_timers(self, child: ChildSa) -> None:
         cfg = child.config
@@ -1352,6 +1395,8 @@ class Engine:
             self.dataplane.remove_child(child.spi_in)
             self._events.append(ev.ChildSaDown(self.now, sa.uid, child.uid, child.name,
                                                child.spi_in, child.spi_out, reason))
+            for ext in self.extensions:
+                ext.child_removed(child, reason)
 
     def adopt_children(self, old: IkeSa, new: IkeSa) -> None:
         """Move CHILD SAs to the IKE SA that replaced ``old`` (IKE rekey, §2.18)."""
@@ -1375,12 +1420,16 @@ class Engine:
         """The peer has no other SA with us: ours with the same identities are stale."""
         if sa.conn is not None and sa.conn.unique == UniquePolicy.NEVER:
             return
-        for other in list(self.sas.values()):
+        for other in list(self._by_identity.get((sa.remote_id, sa.local_id), ())):
             if other is sa or not other.auth_done or other.state == IkeState.DESTROYED:
                 continue
-            if other.remote_id == sa.remote_id and other.local_id == sa.local_id:
-                self.counters["initial-contact-deletes"] += 1
-                self.destroy_ike(other, "initial-contact", restart=False)
+            self.counters["initial-contact-deletes"] += 1
+            self.destroy_ike(other, "initial-contact", restart=False)
+
+    def _index_identity(self, sa: IkeSa) -> None:
+        same = self._by_identity.setdefault((sa.remote_id, sa.local_id), [])
+        if sa not in same:
+            same.append(sa)
 
     def close_action(self, sa: IkeSa, child: ChildConfig) -> None:
         """The peer closed a CHILD SA: re-create or re-trap it as configured."""
@@ -1398,6 +1447,7 @@ class Engine:
     def register_rekeyed(self, old: IkeSa, new: IkeSa) -> None:
         """Make an IKE SA created by a rekey reachable by its SPI."""
         self.reserved_spis.discard(new.spi_local)
+        self._index_identity(new)
         self.sas[new.spi_local] = new
 
     def ike_rekey_done(self, old: IkeSa, new: IkeSa, *, initiator: bool,
@@ -1412,6 +1462,9 @@ class Engine:
             old.ext_set("successor_nonces", nonces if winner is new else prev_nonces)
             self.adopt_children(redundant, winner)
             self._activate(winner, old)
+            if winner is new:  # extensions were told about the loser first: now the winner
+                for ext in self.extensions:
+                    ext.ike_rekeyed(old, new, initiator)
             redundant.state = IkeState.REKEYED
             if redundant.initiator:  # we created it: we delete it
                 from .tasks.ike_delete import IkeDelete
@@ -1471,7 +1524,9 @@ class Engine:
         return (ip_address(a[0]), a[1])
 
 
+@functools.lru_cache(maxsize=4096)
 def _sel_str(s: Any) -> str:
+    """A selector as text for events; cached, as 10,000 tunnels share few selector shapes."""
     if s.start == s.end:
         net = f"{s.start}/{32 if s.start.version == 4 else 128}"
     else:

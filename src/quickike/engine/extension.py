@@ -16,7 +16,7 @@ from ..wire.message import Message
 
 if TYPE_CHECKING:
     from .engine import Engine
-    from .sa import IkeSa
+    from .sa import ChildSa, IkeSa
     from .tasks.base import Task
 
 Address = tuple[str, int]
@@ -70,3 +70,9 @@ class Extension:
 
     def destroyed(self, sa: IkeSa, reason: str) -> None:
         """An IKE SA is gone (any reason)."""
+
+    def child_installed(self, child: ChildSa) -> None:
+        """A CHILD SA was installed in the data plane (persistent SPI maps follow it)."""
+
+    def child_removed(self, child: ChildSa, reason: str) -> None:
+        """An installed CHILD SA was removed from the data plane."""

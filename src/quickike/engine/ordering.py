@@ -42,6 +42,9 @@ def order(exchange: int, payloads: list[Payload]) -> list[Payload]:
     if ranks is None or len(payloads) < 2:
         return payloads
     nranks = _NOTIFY_RANKS.get(exchange, {})
+    if exchange == ExchangeType.IKE_AUTH and all(p.payload_type != PayloadType.IDi for p in payloads):
+        # a response: IDr leads, before the certificates (RFC 7296 §1.2: IDr, [CERT,] AUTH)
+        ranks = {**ranks, PayloadType.IDr: 9}
 
     def rank(p: Payload) -> int:
         if type(p) is Notify:

@@ -46,7 +46,7 @@ class ChildState(enum.Enum):
 class Pending:
     """The one outstanding request of an IKE SA (window size 1)."""
 
-    __slots__ = ("attempt", "datagrams", "exchange", "message_id", "sent_at", "timer")
+    __slots__ = ("attempt", "datagrams", "exchange", "last_sent", "message_id", "sent_at", "timer")
 
     def __init__(
         self, exchange: ExchangeType, message_id: int, datagrams: list[bytes], sent_at: float
@@ -56,6 +56,8 @@ class Pending:
         self.datagrams = datagrams
         self.attempt = 0
         self.sent_at = sent_at
+        #: when the latest (re)transmission left: a reply may answer any of them
+        self.last_sent = sent_at
         self.timer: Timer | None = None
 
 

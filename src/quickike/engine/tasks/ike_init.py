@@ -16,10 +16,10 @@ from ...crypto.errors import InvalidPublicValue, ProposalError
 from ...crypto.keys import derive_ike_keys
 from ...crypto.proposals import Suite, accept_selected, select_proposal, specs_to_sa_payload
 from ...crypto.sk import SkProtector
-from ...wire.enums import DhGroup, ExchangeType, NotifyType
+from ...wire.enums import CertEncoding, DhGroup, ExchangeType, NotifyType
 from ...wire.message import Message
-from ...wire.payloads import KE, SA, Nonce, Notify, notify
-from ..config import Fragmentation
+from ...wire.payloads import CERTREQ, KE, SA, Nonce, Notify, notify
+from ..config import AuthClass, Fragmentation
 from .base import DropRequest, Outgoing, Status, Task
 
 if TYPE_CHECKING:
@@ -165,8 +165,27 @@ class IkeInit(Task):
             out.add(notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
         if sa.peer_hashes:
             out.add(_hash_notify())
+        certreq = self._certreq()
+        if certreq is not None:
+            out.add(certreq)
         self.dh = None
         return Status.DONE
+
+    def _certreq(self) -> CERTREQ | None:
+        """CERTREQ for the CAs we trust, in the response (RFC 7296 §3.7).
+
+        The initiator has not said who it is yet, so like charon we ask for
+        every CA of the connections that may answer it. charon sends its
+        certificate only when asked (``send_cert = ifasked``, the default):
+        without this an initiating charon authenticates with a bare AUTH.
+        """
+        sa, eng = self.sa, self.engine
+        hashes: list[bytes] = []
+        for conn in sa.ext_get("responder_candidates") or [sa.conn]:
+            if conn is None or conn.remote[0].auth != AuthClass.PUBKEY or not conn.send_certreq:
+                continue
+            hashes.extend(h for h in eng.credentials.certreqs(conn) if h not in hashes)
+        return CERTREQ(CertEncoding.X509_SIGNATURE, b"".join(hashes)) if hashes else None
 
 
 def _hash_notify() -> Notify:
