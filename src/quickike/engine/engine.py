@@ -1470,6 +1470,11 @@ class Engine:
                 from .tasks.ike_delete import IkeDelete
 
                 self.queue_task(redundant, IkeDelete(self, redundant, _INFO))
+            else:
+                # the peer created it and should delete it, but a peer that settled the
+                # collision its own way never does (charon aborts its rekey when our Delete
+                # of the old SA overtakes its response): forget it ourselves then
+                self.schedule(self.now + 60.0, self._rekeyed_expired, redundant)
             if winner.initiator:
                 self._delete_rekeyed(old)
             return
