@@ -73,19 +73,19 @@ def test_sample_is_shipped() -> None:
 
 
 def test_sample_text(capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped sample: two charons from quickike's lab, IKE_AUTH decrypted with its keys."""
     rc, out, err = run(capsys, "--sample")
     assert rc == 0 and err == ""
     assert "IKE_SA_INIT request 0 [ SA KE NONCE" in out
-    assert "SPIi 89922c915f35570e  SPIr 0000000000000000  IKE_SA_INIT  flags 0x08 (I)" in out
-    assert "message id 0  length 300" in out
-    assert "ENCR  AES_GCM_16 key length 256" in out
-    assert "DH    ECP_256" in out
-    assert "N(SIGNATURE_HASH_ALGORITHMS) data 0001000200030004" in out
-    assert "hash_algorithms SHA1,SHA2_256,SHA2_384,SHA2_512" in out
-    assert "192.168.245.131:10954 -> 172.16.15.92:4500  (non-ESP marker)" in out
-    assert "SK next IDi (1248 octets) not decrypted (no keys given)" in out
+    assert "SPIi cda0a28804011905  SPIr 0000000000000000  IKE_SA_INIT  flags 0x08 (I)" in out
+    assert "message id 0  length 232" in out
+    assert "ENCR  AES_GCM_16 key length 128" in out
+    assert "DH    CURVE25519" in out
+    assert "10.200.0.1:4500 -> 10.200.0.2:4500  (non-ESP marker)" in out
+    assert "SK next IDi (249 octets) decrypted with AES-GCM-128 with 16 octet ICV [RFC5282]" in out
+    assert "IDi RFC822_ADDR gw-a@capture.quickike.test" in out
     esp = [ln for ln in out.splitlines() if "ESP SPI" in ln]
-    assert len(esp) == 2 and "ESP SPI 0xac0faf03 seq 1 (120 octets)" in esp[0]
+    assert len(esp) == 2 and "ESP SPI 0x85c7826f seq 1 (120 octets)" in esp[0]
 
 
 def test_sample_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -94,7 +94,7 @@ def test_sample_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 0 and [o["kind"] for o in objs] == ["ike"] * 4 + ["esp"] * 2
     first = objs[0]
     assert first["header"] == {
-        "spi_i": "89922c915f35570e",
+        "spi_i": "cda0a28804011905",
         "spi_r": "0000000000000000",
         "next_payload": "SA",
         "version": "2.0",
@@ -103,35 +103,28 @@ def test_sample_json(capsys: pytest.CaptureFixture[str]) -> None:
         "flags": 8,
         "flags_text": ["I"],
         "message_id": 0,
-        "length": 300,
+        "length": 232,
     }
-    assert first["time"] == "2021-06-13T19:52:33.582635Z" and first["marker"] is True
+    assert first["marker"] is False and objs[2]["marker"] is True
     sa = first["payloads"][0]
     assert sa["proposals"][0]["transforms"][0] == {
         "type": "ENCR",
         "id": 20,
         "name": "AES_GCM_16",
-        "key_length": 256,
+        "key_length": 128,
         "attributes": [],
     }
-    assert objs[1]["payloads"][3] == {
-        "type": "CERTREQ",
-        "type_number": 38,
-        "critical": False,
-        "encoding": "X509_SIGNATURE",
-        "encoding_number": 4,
-        "data": "",
-    }
+    assert objs[2]["payloads"][0]["decrypted"]
     assert objs[4] == {
         "source": "ikev2_sa_init.pcap",
         "frame": 5,
         "time": objs[4]["time"],
-        "src": "192.168.245.131",
-        "sport": 10954,
-        "dst": "172.16.15.92",
+        "src": "10.200.0.1",
+        "sport": 4500,
+        "dst": "10.200.0.2",
         "dport": 4500,
         "kind": "esp",
-        "spi": "0xac0faf03",
+        "spi": "0x85c7826f",
         "seq": 1,
         "length": 120,
     }

@@ -1158,7 +1158,10 @@ def _inputs(args: argparse.Namespace, problem: Problems) -> Iterator[Datagram]:
 def _key_lines(args: argparse.Namespace, problem: Problems) -> Iterator[tuple[str, str]]:
     for i, line in enumerate(args.keys, 1):
         yield f"--keys {i}", line
-    for name in args.keylog:
+    keylogs = list(args.keylog)
+    if args.sample:
+        keylogs.insert(0, str(sample_path().with_suffix(".keys")))
+    for name in keylogs:
         try:
             text = Path(name).read_text(encoding="utf-8", errors="replace")
         except OSError as e:
