@@ -26,7 +26,7 @@ from ..crypto.certs import (
     public_key,
     verify_chain,
 )
-from ..crypto.errors import AuthError
+from ..crypto.errors import AuthError, CryptoError
 from ..wire.enums import AuthMethod, HashAlgorithm
 from .config import ConnectionConfig, Identity, QuickikeConfig
 
@@ -95,8 +95,8 @@ class Credentials:
             try:
                 with open(self._path(path), "rb") as f:
                     k = load_private_key(f.read(), password)
-            except (OSError, ValueError, TypeError):
-                continue
+            except (OSError, ValueError, TypeError, CryptoError):
+                continue  # not a key, or not ours to open: keep looking
             kspki = k.public_key().public_bytes(
                 encoding=_ser.Encoding.DER, format=_ser.PublicFormat.SubjectPublicKeyInfo
             )
