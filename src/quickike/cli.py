@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "quickike.daemon.cli",
     "quickike.control.cli",
     "quickike.tools.decode",
+    "quickike.sim.cli",
 )
 
 
