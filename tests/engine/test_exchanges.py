@@ -212,3 +212,30 @@ def test_second_child_with_create_child_sa_and_pfs():
 
 def test_retransmit_policy_total_is_strongswans():
     assert RetransmitPolicy().give_up_after() == 165.06
+
+
+def test_invalid_spi_hint_resends_an_outstanding_request_at_once():
+    """A check sent while the peer was rebooting is lost; the peer's INVALID_SPI brings it back."""
+    from quickike.wire.enums import ProtocolId
+    from quickike.wire.message import Message
+    from quickike.wire.payloads import notify
+
+    net, a, b = pair(a_kw={"dpd_delay": 10.0})
+    up(net, a, b)
+    net.down.add(b.ip)
+    net.advance(10.5)  # the liveness check went out and was lost
+    sa = sas(a)[0]
+    assert sa.pending is not None and sa.pending.attempt == 0
+    sent_before = len(net.wire)
+    request = sa.pending.datagrams[0]
+    child = sa.children[0]
+    hint = Message(b"\x01" * 8, b"\x00" * 8, ExchangeType.INFORMATIONAL, 0x08, 0,
+                   [notify(NotifyType.INVALID_SPI, child.spi_out, protocol=ProtocolId.NONE)])
+    net.down.clear()
+    a.engine.receive_datagram(hint.encode(), ("192.0.2.1", 500), ("192.0.2.2", 500), net.now)
+    net.step()
+    assert a.engine.counters["hint-retransmits"] == 1
+    resent = [d for _, d in net.wire[sent_before:] if d.local[0] == a.ip]
+    assert [d.data for d in resent] == [request]
+    assert a.engine.counters["liveness-answered"] == 1  # the live peer answered at once
+    assert a.engine.counters["retransmits"] == 0  # the backoff schedule was not touched

@@ -49,9 +49,9 @@ NO_DEFENCE = dict(require_pending=False, accept_delay=0.0, accept_rtt_factor=0.0
                   accept_delay_max=0.0, rekey_before_delete=False, dampening=0.0)
 
 
-def _setup(taker: QcdPolicy, *, method: TokenMethod = TokenMethod.SPI, latency: float = 0.005
-           ) -> tuple[Net, Gateway, Gateway, Gateway]:
-    maker = QcdPolicy(token_method=method)
+def _setup(taker: QcdPolicy, *, method: TokenMethod = TokenMethod.SPI, latency: float = 0.005,
+           maker_limits: dict[str, float] | None = None) -> tuple[Net, Gateway, Gateway, Gateway]:
+    maker = replace(QcdPolicy(token_method=method), **(maker_limits or {}))
     net, ga, gb = gateways(a_policy=replace(taker, token_method=method), b_policy=maker,
                            a_children=(auto_child("a", start_action=StartAction.START),),
                            latency=latency)
@@ -254,8 +254,22 @@ def test_protocol_id_zero_tokens_are_accepted() -> None:
     assert _teardowns(ga) == 1
 
 
+#: small limits so that the flood tests stay small; the defaults are 50/s per source, 2000/s
+#: overall (docs/qcd.md: sized for a gateway whose 10,000 peers all ask at once)
+SMALL_LIMITS = {
+    "reply_rate": 10.0, "reply_burst": 20.0, "reply_rate_global": 100.0, "reply_burst_global": 200.0,
+    "verify_rate": 5.0, "verify_burst": 10.0, "verify_rate_global": 50.0, "verify_burst_global": 100.0,
+}
+
+
+def test_default_rate_limits_are_sized_for_big_gateways() -> None:
+    p = QcdPolicy()
+    assert (p.reply_rate, p.reply_burst, p.reply_rate_global, p.reply_burst_global) == (50, 100, 2000, 4000)
+    assert (p.verify_rate, p.verify_burst, p.verify_rate_global, p.verify_burst_global) == (50, 100, 2000, 4000)
+
+
 def test_maker_floods_are_rate_limited() -> None:
-    net, ga, _gb, gc = _setup(QcdPolicy())
+    net, ga, _gb, gc = _setup(QcdPolicy(), maker_limits=SMALL_LIMITS)
     sa = only_sa(ga)
     c = gc.node
     assert c is not None
@@ -295,7 +309,7 @@ def test_maker_over_limit_can_stay_silent() -> None:
 
 
 def test_taker_verification_floods_are_rate_limited() -> None:
-    net, ga, gb = gateways()
+    net, ga, gb = gateways(a_policy=replace(QcdPolicy(), **SMALL_LIMITS))
     bring_up(net, ga, gb)
     sa = only_sa(ga)
     for i in range(500):

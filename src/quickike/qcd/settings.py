@@ -120,18 +120,18 @@ class QcdPolicy:
     rotate_period: float = 0.0
     #: tokens are given only this long after start (0 = always)
     reply_window: float = 0.0
-    reply_rate: float = 10.0
-    reply_burst: float = 20.0
-    reply_rate_global: float = 100.0
-    reply_burst_global: float = 200.0
+    reply_rate: float = 50.0
+    reply_burst: float = 100.0
+    reply_rate_global: float = 2000.0
+    reply_burst_global: float = 4000.0
     over_limit: OverLimit = OverLimit.INVALID_IKE_SPI
     #: persist CHILD SPI -> IKE SPIs for the one-message §8.2 answer to ESP
     child_spi_map: bool = False
     child_spi_map_file: str = "qcd-spi-map.sqlite"
-    verify_rate: float = 5.0
-    verify_burst: float = 10.0
-    verify_rate_global: float = 50.0
-    verify_burst_global: float = 100.0
+    verify_rate: float = 50.0
+    verify_burst: float = 100.0
+    verify_rate_global: float = 2000.0
+    verify_burst_global: float = 4000.0
     conn: ConnPolicy = field(default_factory=ConnPolicy)
 
 
