@@ -336,6 +336,9 @@ class Spd(Generic[T]):
             self._trap_table.remove(key)
         return tq
 
+    def trap_for_name(self, ike_name: str, child_name: str) -> TrapQueue | None:
+        return self._traps.get((ike_name, child_name))
+
     def trap_for(self, pkt: Buffer, off: int, length: int) -> TrapQueue | None:
         return self._trap_table.lookup(pkt, off, length)
 

@@ -61,6 +61,7 @@ from quickike.dataplane.esp import (
     RandomBytes,
     decryptor_for,
     encryptor_for,
+    supported,
 )
 from quickike.dataplane.replay import DEFAULT_WINDOW, ReplayError
 from quickike.dataplane.spd import (
@@ -73,6 +74,7 @@ from quickike.dataplane.spd import (
 )
 from quickike.dataplane.tun import PacketIO
 from quickike.engine.dataplane import (
+    Capabilities,
     ChildCounters,
     ChildSaSpec,
     Expiry,
@@ -91,6 +93,9 @@ __all__ = ["DataPlaneStats", "UserspaceDataPlane"]
 MAX_PACKET = 65535
 _U32 = struct.Struct("!I")
 _UNKNOWN_SPI_TRACKED = 4096
+_IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux; Python 3.11 does not export it
+#: room for one in_pktinfo (12 octets) or in6_pktinfo (20 octets)
+_CMSG_SPACE = socket.CMSG_SPACE(20)
 
 SockAddr = tuple[Any, ...]
 SendTo = Callable[[memoryview, tuple[str, int]], object]
@@ -98,6 +103,8 @@ AcquireHook = Callable[[TrapSpec, PacketSummary | None], None]
 UnknownSpiHook = Callable[[bytes, tuple[IPAddress, int], float], None]
 ExpireHook = Callable[[bytes, Expiry], None]
 IkeHook = Callable[[bytes, tuple[IPAddress, int]], None]
+#: like IkeHook, plus our own address the datagram was sent to
+IkeToHook = Callable[[bytes, tuple[IPAddress, int], str], None]
 IPNetwork = IPv4Network | IPv6Network
 
 
@@ -130,6 +137,8 @@ class DataPlaneStats:
     udp_errors: int = 0
     #: unknown-SPI packets not reported because of the per-SPI or overall limits
     unknown_spi_suppressed: int = 0
+    #: packets a trap held that were dropped because their SA did not come in time
+    trap_dropped: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -142,6 +151,16 @@ class _Child:
     peer: tuple[str, int]
     soft: bool = False
     hard: bool = False
+
+
+def _local_of(anc: list[tuple[int, int, bytes]], sock: socket.socket) -> str:
+    """Our address from IP_PKTINFO / IPV6_PKTINFO, else what the socket is bound to."""
+    for level, ctype, data in anc:
+        if level == socket.IPPROTO_IP and ctype == _IP_PKTINFO and len(data) >= 12:
+            return socket.inet_ntop(socket.AF_INET, data[8:12])
+        if level == socket.IPPROTO_IPV6 and ctype == socket.IPV6_PKTINFO and len(data) >= 16:
+            return socket.inet_ntop(socket.AF_INET6, data[:16])
+    return str(sock.getsockname()[0])
 
 
 def _peer(addr: tuple[IPAddress, int]) -> tuple[str, int]:
@@ -158,6 +177,9 @@ def _networks(selectors: Iterable[Selector]) -> list[IPNetwork]:
 class UserspaceDataPlane:
     """The :class:`~quickike.engine.dataplane.DataPlane` of userspace ESP over TUN."""
 
+    #: ESP in UDP only, and only the transforms of :mod:`quickike.dataplane.esp`
+    capabilities = Capabilities(udp_encap_only=True, esp_transform=supported)
+
     def __init__(
         self,
         tun: PacketIO,
@@ -169,6 +191,7 @@ class UserspaceDataPlane:
         on_expire: ExpireHook | None = None,
         sock: socket.socket | None = None,
         on_ike_datagram: IkeHook | None = None,
+        on_ike_to: IkeToHook | None = None,
         random_bytes: RandomBytes = os.urandom,
         replay_window: int = DEFAULT_WINDOW,
         trap_queue_limit: int = 32,
@@ -182,7 +205,12 @@ class UserspaceDataPlane:
 
         ``sock`` (the port-4500 socket) is needed only for :meth:`udp_readable`;
         datagrams it reads that are IKE go to ``on_ike_datagram`` unchanged
-        (non-ESP marker included).  ``acquire_interval`` is how long a trap
+        (non-ESP marker included).  ``on_ike_to`` instead also gets the address
+        they were sent to, which an IKE daemon on a wildcard socket needs; the
+        socket must then have IP_PKTINFO (IPV6_RECVPKTINFO) on, and reading
+        costs a ``recvmsg_into`` instead of a ``recvfrom_into`` (about 0.5 us
+        a datagram, ``bench/bench_throughput.py --inbound``).
+        ``acquire_interval`` is how long a trap
         waits before asking again; ``unknown_spi_interval`` how long before
         the same unknown SPI is reported again, and at most
         ``unknown_spi_burst`` different SPIs are reported per interval (a flood
@@ -198,6 +226,7 @@ class UserspaceDataPlane:
         self._on_expire = on_expire
         self._sock = sock
         self._on_ike = on_ike_datagram
+        self._on_ike_to = on_ike_to
         self._random = random_bytes
         self._window = replay_window
         self._acquire_interval = acquire_interval
@@ -307,6 +336,19 @@ class UserspaceDataPlane:
     def children(self) -> list[ChildSaSpec]:
         return [c.spec for c in self._spd.sas()]
 
+    def drop_trapped(self, ike_name: str, child_name: str) -> int:
+        """Drop the packets a trap holds (its SA will not come soon); return how many."""
+        with self._out_lock:
+            tq = self._spd.trap_for_name(ike_name, child_name)
+            if tq is None or not tq.packets:
+                return 0
+            n = len(tq.packets)
+            tq.dropped += n
+            tq.packets = deque()
+            tq.last_acquire = None
+        self.stats.trap_dropped += n
+        return n
+
     # --- driver entry points -----------------------------------------------------------
     def tun_fileno(self) -> int:
         return self._tun.fileno()
@@ -314,8 +356,14 @@ class UserspaceDataPlane:
     def udp_fileno(self) -> int | None:
         return None if self._sock is None else self._sock.fileno()
 
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Run on ``loop``: readers on the TUN fd and, if given, the UDP socket."""
+    def attach(self, loop: asyncio.AbstractEventLoop, sock: socket.socket | None = None) -> None:
+        """Run on ``loop``: readers on the TUN fd and, if given, the UDP socket.
+
+        ``sock`` replaces the socket given at construction (a daemon opens its
+        port-4500 socket after it has built the engine around this data plane).
+        """
+        if sock is not None:
+            self._sock = sock
         loop.add_reader(self._tun.fileno(), self.tun_readable)
         if self._sock is not None:
             loop.add_reader(self._sock.fileno(), self.udp_readable)
@@ -391,9 +439,15 @@ class UserspaceDataPlane:
         buf = self._in_esp
         stats = self.stats
         count = 0
+        pktinfo = self._on_ike_to is not None
+        bufs = (buf,)
+        anc: list[tuple[int, int, bytes]] = []
         for _ in range(self._batch):
             try:
-                n, addr = sock.recvfrom_into(buf)
+                if pktinfo:
+                    n, anc, _flags, addr = sock.recvmsg_into(bufs, _CMSG_SPACE)
+                else:
+                    n, addr = sock.recvfrom_into(buf)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
@@ -406,7 +460,10 @@ class UserspaceDataPlane:
                 stats.keepalives_in += 1
             elif n >= 4 and not (buf[0] or buf[1] or buf[2] or buf[3]):
                 stats.ike_in += 1
-                if self._on_ike is not None:
+                if self._on_ike_to is not None:
+                    self._emit(self._on_ike_to, bytes(buf[:n]), (ip_address(addr[0]), addr[1]),
+                               _local_of(anc, sock))
+                elif self._on_ike is not None:
                     self._emit(self._on_ike, bytes(buf[:n]), (ip_address(addr[0]), addr[1]))
             else:
                 stats.invalid_in += 1

@@ -13,6 +13,7 @@ I/O code.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
@@ -102,6 +103,31 @@ class TrapSpec:
 class Expiry(enum.Enum):
     SOFT = "soft"
     HARD = "hard"
+
+
+#: (ESP encryption id, key bits, integrity id or 0) -> whether a data plane can run it
+EspTransformCheck = Callable[[int, int, int], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a data plane cannot do, so that the engine never negotiates it.
+
+    strongSwan's kernel interfaces announce the same (kernel-libipsec:
+    ``KERNEL_REQUIRE_UDP_ENCAPSULATION``).  A data plane without a
+    ``capabilities`` attribute is taken to do everything the engine knows.
+    """
+
+    #: ESP only inside UDP (RFC 3948): every IKE SA fakes NAT detection and moves
+    #: to the NAT-T port, as ``encap = yes`` does for one connection
+    udp_encap_only: bool = False
+    #: ESP transforms it can run; None: all of them
+    esp_transform: EspTransformCheck | None = None
+
+
+def capabilities_of(dataplane: object) -> Capabilities:
+    caps = getattr(dataplane, "capabilities", None)
+    return caps if isinstance(caps, Capabilities) else Capabilities()
 
 
 class DataPlane(Protocol):

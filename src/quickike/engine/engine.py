@@ -35,7 +35,14 @@ from ..wire.message import Message, decode_payloads, encode_payloads
 from ..wire.payloads import SA, Encrypted, EncryptedFragment, Notify, Payload, notify
 from . import events as ev
 from .config import CloseAction, DpdAction, StartAction, UniquePolicy
-from .dataplane import DataPlane, Expiry, RecordingDataPlane, TrapSpec
+from .dataplane import (
+    DataPlane,
+    Expiry,
+    RecordingDataPlane,
+    Selector,
+    TrapSpec,
+    capabilities_of,
+)
 from .extension import Extension
 from .ordering import order
 from .ratelimit import KeyedBuckets, TokenBucket
@@ -93,6 +100,8 @@ class Engine:
         self.now = now
         self.rng: RandomSource = rng or SystemRandomSource()
         self.dataplane: DataPlane = dataplane if dataplane is not None else RecordingDataPlane()
+        #: what the data plane cannot do (UDP encapsulation only, ESP transforms)
+        self.caps = capabilities_of(self.dataplane)
         self.trace = trace
         self.source_address = source_address
         #: receives Wireshark decryption-table lines; None (the default) exports no keys
@@ -103,6 +112,7 @@ class Engine:
         #: CHILD uid -> (the peer's new CHILD, nonces) while our own rekey of it is in flight
         self.peer_rekeys: dict[int, tuple[ChildSa, tuple[bytes, bytes]]] = {}
         self.policy = Policy(config)
+        self.policy.esp_filter = self.caps.esp_transform
         self.timers = TimerQueue()
         self.counters: collections.Counter[str] = collections.Counter()
         self.sas: dict[bytes, IkeSa] = {}
@@ -236,8 +246,15 @@ class Engine:
                 return sa
         return None
 
-    def acquire(self, ike_name: str, child_name: str, now: float) -> int | None:
-        """Traffic hit a trap: set up the CHILD SA unless it is already on its way."""
+    def acquire(self, ike_name: str, child_name: str, now: float,
+                packet: tuple[Selector, Selector] | None = None) -> int | None:
+        """Traffic hit a trap: set up the CHILD SA unless it is already on its way.
+
+        ``packet`` is (source, destination) of the packet that hit the trap, as
+        single-host selectors with its protocol and ports: the CHILD SA request
+        then puts them first in TSi/TSr (RFC 7296 §2.9) so that a responder with
+        narrower policies picks the right one.
+        """
         self.now = now
         conn = self.policy.connection(ike_name)
         if conn is None:
@@ -256,10 +273,28 @@ class Engine:
                     return sa.uid
                 if sa.usable:
                     self.queue_child_create(sa, child)
+                    self._packet_selectors(sa, child_name, packet)
                     return sa.uid
                 return sa.uid
         self.counters["acquires"] += 1
-        return self._initiate(conn, [child]).uid
+        sa = self._initiate(conn, [child])
+        self._packet_selectors(sa, child_name, packet)
+        return sa.uid
+
+    def _packet_selectors(self, sa: IkeSa, child_name: str,
+                          packet: tuple[Selector, Selector] | None) -> None:
+        if packet is None:
+            return
+        from .tasks.child_create import ChildCreate
+
+        for task in (*sa.active, *sa.queued):
+            if isinstance(task, ChildCreate) and task.config is not None \
+                    and task.config.name == child_name and not task.ts_local:
+                task.packet_ts = packet
+
+    def encap_forced(self, conn: ConnectionConfig | None) -> bool:
+        """UDP-encapsulate ESP even without a NAT: ``encap = yes`` or a data plane that needs it."""
+        return self.caps.udp_encap_only or (conn is not None and conn.encap)
 
     def terminate_ike(self, uid: int, now: float, *, force: bool = False) -> bool:
         self.now = now
@@ -578,6 +613,17 @@ class Engine:
         if not self.hint_buckets.allow(sa.uid, self.now):
             self.counters["hint-rate-limited"] += 1
             return
+        pending = sa.pending
+        if pending is not None and sa.usable and why == "hint-invalid-spi":
+            # ESP reached a peer that lost its SAs while our request is outstanding (it may
+            # have been sent while the peer was still booting). Sending it again now, outside
+            # the backoff schedule (which stays as it was), lets the peer answer at once
+            # instead of at the next retransmission. An INVALID_IKE_SPI already answers the
+            # request, so it is never a reason to send it again.
+            self.counters["hint-retransmits"] += 1
+            for d in pending.datagrams:
+                self._out.append(Datagram(d, sa.local, sa.remote))
+            return
         self.start_liveness_check(sa, why)
 
     def _receive_protected(
@@ -643,7 +689,7 @@ class Engine:
         During IKE_AUTH this is the initiator's move to the NAT-T port; later
         a NAT mapping that changed. Without NAT, addresses stay fixed.
         """
-        nat = sa.nat_remote or sa.nat_local or (sa.conn is not None and sa.conn.encap)
+        nat = sa.nat_remote or sa.nat_local or self.encap_forced(sa.conn)
         if not nat and sa.auth_done:
             return
         sa.remote = remote

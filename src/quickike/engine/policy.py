@@ -8,12 +8,14 @@ identities, which selectors a trap installs.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ..crypto.proposals import ProposalSpec, parse_proposals
-from ..wire.enums import IdType, ProtocolId
+from ..crypto.algorithms import ENCR_ALGS, EncrAlg
+from ..crypto.proposals import EncrKey, ProposalSpec, parse_proposals
+from ..wire.enums import IdType, IntegId, ProtocolId
 from ..wire.payloads import Identification, TrafficSelector
 from .config import (
     AddrKind,
@@ -25,7 +27,7 @@ from .config import (
     RetransmitPolicy,
     TrafficSelectorConfig,
 )
-from .dataplane import Selector
+from .dataplane import EspTransformCheck, Selector
 
 Address = tuple[str, int]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -98,11 +100,13 @@ def _limits_from(settings: DaemonSettings) -> Limits:
 
 
 class Policy:
-    __slots__ = ("_esp", "_ike", "config", "settings")
+    __slots__ = ("_esp", "_ike", "config", "esp_filter", "settings")
 
     def __init__(self, config: QuickikeConfig) -> None:
         self._ike: dict[tuple[str, ...], list[ProposalSpec]] = {}
         self._esp: dict[tuple[str, ...], list[ProposalSpec]] = {}
+        #: the data plane's ESP transforms (Capabilities.esp_transform); None: all
+        self.esp_filter: EspTransformCheck | None = None
         self.reload(config)
 
     def reload(self, config: QuickikeConfig) -> None:
@@ -128,7 +132,10 @@ class Policy:
     def esp_specs(self, child: ChildConfig) -> list[ProposalSpec]:
         specs = self._esp.get(child.esp_proposals)
         if specs is None:
-            specs = self._esp[child.esp_proposals] = _parse(child.esp_proposals, ProtocolId.ESP)
+            specs = _parse(child.esp_proposals, ProtocolId.ESP)
+            if self.esp_filter is not None:
+                specs = runnable_specs(specs, self.esp_filter)
+            self._esp[child.esp_proposals] = specs
         return specs
 
     def retransmit_for(self, conn: ConnectionConfig | None) -> RetransmitPolicy:
@@ -218,6 +225,36 @@ def _parse(texts: tuple[str, ...], protocol: ProtocolId) -> list[ProposalSpec]:
     for text in texts:
         specs.extend(parse_proposals(text, protocol))
     return specs
+
+
+def _encr_alg(key: EncrKey) -> EncrAlg:
+    return ENCR_ALGS[(int(key[0]), 256 if key[1] is None else key[1])]
+
+
+def runnable_specs(specs: list[ProposalSpec], check: EspTransformCheck) -> list[ProposalSpec]:
+    """ESP proposals without the transforms a data plane cannot run; empty ones dropped.
+
+    Proposing only what the data plane runs keeps a CHILD SA from being
+    negotiated and then refused at install time.
+    """
+    out: list[ProposalSpec] = []
+    for spec in specs:
+        encr: list[EncrKey] = []
+        integ: list[IntegId] = []
+        for key in spec.encr:
+            bits = 256 if key[1] is None else key[1]
+            if _encr_alg(key).aead:
+                if check(int(key[0]), bits, 0):
+                    encr.append(key)
+                continue
+            ok = [i for i in spec.integ if check(int(key[0]), bits, int(i))]
+            if ok:
+                encr.append(key)
+                integ.extend(i for i in ok if i not in integ)
+        if encr:
+            integ = [i for i in spec.integ if i in integ]  # the configured order
+            out.append(dataclasses.replace(spec, encr=encr, integ=integ))
+    return out
 
 
 def _addr_score(specs: Iterable[object], ip: IPAddress) -> int:

@@ -8,6 +8,7 @@ algorithms, RFC 7427).
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from ...crypto.algorithms import DhKeyPair, dh_alg
@@ -188,9 +189,13 @@ class IkeInit(Task):
         return CERTREQ(CertEncoding.X509_SIGNATURE, b"".join(hashes)) if hashes else None
 
 
+@functools.lru_cache(maxsize=1)
+def _hash_data() -> bytes:
+    return b"".join(int(h).to_bytes(2, "big") for h in supported_hashes())
+
+
 def _hash_notify() -> Notify:
-    data = b"".join(int(h).to_bytes(2, "big") for h in supported_hashes())
-    return notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, data)
+    return notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, _hash_data())
 
 
 def _capabilities(sa: IkeSa, msg: Message) -> None:

@@ -28,8 +28,7 @@ class Natd(Task):
 
     def _add(self, out: Outgoing, spi_r: bytes) -> None:
         src, dst = self._hashes(spi_r)
-        conn = self.sa.conn
-        if conn is not None and conn.encap:
+        if self.engine.encap_forced(self.sa.conn):
             src = self.engine.rng.bytes(20)  # a source hash nobody can match forces NAT-T
         out.add(
             notify(NotifyType.NAT_DETECTION_SOURCE_IP, src),
@@ -58,7 +57,7 @@ class Natd(Task):
         sa = self.sa
         if msg.notify(NotifyType.COOKIE) or msg.notify(NotifyType.INVALID_KE_PAYLOAD):
             return Status.NEED_MORE
-        encap = sa.conn is not None and sa.conn.encap
+        encap = self.engine.encap_forced(sa.conn)
         self._check(msg)
         if sa.nat_local or sa.nat_remote or encap:
             self.float_ports()
