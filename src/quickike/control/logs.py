@@ -104,11 +104,9 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(
     level: str = "info", fmt: str = "text", file: str | None = None, stream: TextIO | None = None
 ) -> None:
-    handler: logging.Handler
-    if file:
-        handler = logging.FileHandler(file)
-    else:
-        handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.Handler = (
+        logging.FileHandler(file) if file else logging.StreamHandler(stream or sys.stderr)
+    )
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
