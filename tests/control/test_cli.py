@@ -130,6 +130,10 @@ def test_cli_with_a_stale_socket_or_a_state_dir(workdir: Path) -> None:
     assert "Traceback" not in result.stderr
     result = quickike_cli("status", env={"QUICKIKE_SOCKET": f"unix://{stale}"})
     assert result.returncode == 1 and "refuses connections" in result.stderr
+    # the command line wins over the environment
+    other = workdir / "other"
+    result = quickike_cli("status", "--state-dir", str(other), env={"QUICKIKE_SOCKET": f"unix://{stale}"})
+    assert result.returncode == 1 and str(other / "quickike.vici") in result.stderr
     result = quickike_cli("status", "--socket", "tcp://127.0.0.1:4502")
     assert result.returncode == 1
     assert result.stderr == ("quickike: unsupported VICI URI scheme 'tcp' "

@@ -11,6 +11,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -123,22 +124,28 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def socket_target(args: argparse.Namespace) -> str:
-    """Where the daemon listens: --socket, $QUICKIKE_SOCKET, --config/--state-dir, default."""
+    """Where the daemon listens: --socket, --config/--state-dir, $QUICKIKE_SOCKET, default.
+
+    What is on the command line wins over the environment.
+    """
     if getattr(args, "socket", None):
         return str(args.socket)
-    env = os.environ.get(SOCKET_ENV)
-    if env:
-        return env
     config_path = getattr(args, "config", None)
     state_dir = getattr(args, "state_dir", None)
+    env = os.environ.get(SOCKET_ENV)
+    if env and not config_path and not state_dir:
+        return env
     if config_path:
         from ..control.config import ConfigError, load_config
         from ..daemon.vici_backend import vici_socket_of
 
         try:
             config, _ = load_config(config_path)
-        except (ConfigError, OSError) as exc:
-            raise CliError(f"cannot read {config_path}: {exc}") from None
+        except ConfigError as exc:
+            # a file that cannot be read at all has no line to point at
+            raise CliError(exc.message if exc.line == 0 else f"configuration error: {exc}") from None
+        except OSError as exc:
+            raise CliError(f"cannot read {config_path}: {exc.strerror or exc}") from None
         return vici_socket_of(config, state_dir or config.settings.state_dir)
     if state_dir:
         return f"unix://{os.path.join(state_dir, 'quickike.vici')}"
@@ -167,6 +174,11 @@ def _run(args: argparse.Namespace, action: Callable[[ViciClient], int],
         return _fail(f"lost the connection to the daemon: {exc}")
     except ViciError as exc:
         return _fail(str(exc))
+    except BrokenPipeError:
+        # our stdout went away (``quickike status | head``): not the daemon's fault
+        with contextlib.suppress(OSError):
+            sys.stdout.close()
+        return 0
     except OSError as exc:
         return _fail(f"control socket error: {exc.strerror or exc}")
 
