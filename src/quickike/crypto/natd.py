@@ -7,6 +7,7 @@ NAT sits in between, and both sides move to port 4500.
 
 from __future__ import annotations
 
+import functools
 import struct
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
@@ -27,6 +28,12 @@ def packed_ip(ip: Address) -> bytes:
         if len(ip) not in (4, 16):
             raise CryptoError(f"a packed IP address has 4 or 16 octets, not {len(ip)}")
         return ip
+    return _packed_text(ip)
+
+
+@functools.lru_cache(maxsize=4096)
+def _packed_text(ip: str) -> bytes:
+    """Text to packed; cached, as every IKE_SA_INIT hashes the same few gateway addresses."""
     try:
         return ip_address(ip).packed
     except ValueError as e:

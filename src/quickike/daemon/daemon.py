@@ -9,6 +9,8 @@ loop's clock (monotonic) is the engine's clock.
 from __future__ import annotations
 
 import asyncio
+import errno
+import gc
 import importlib
 import logging
 import os
@@ -29,7 +31,7 @@ from ..dataplane.tun import PacketIO
 from ..engine import Datagram, Engine
 from ..engine import events as ev
 from ..engine.config import DataplaneKind, QuickikeConfig
-from ..engine.dataplane import DataPlane, RecordingDataPlane
+from ..engine.dataplane import DataPlane, NullDataPlane, RecordingDataPlane
 from ..engine.extension import Extension
 from ..wire.framing import Kind, classify_marked
 from .sockets import UdpSocket, source_address_for
@@ -118,7 +120,9 @@ class Daemon:
 
             self.glue = UserspaceGlue(self, tun=self._tun)
             return self.glue.dataplane
-        return RecordingDataPlane()
+        if kind == DataplaneKind.RECORDING:
+            return RecordingDataPlane()
+        return NullDataPlane()  # none: nothing kept per CHILD SA
 
     def _keylog(self, line: str) -> None:
         if self._keylog_file is not None:
@@ -160,7 +164,9 @@ class Daemon:
                     if family == socket.AF_INET6:
                         log.info("no IPv6 socket on port %d: %s", port, e)
                         continue
-                    raise
+                    hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" \
+                        if e.errno == errno.EACCES and port < 1024 else ""
+                    raise OSError(e.errno, f"cannot bind UDP port {port}: {e.strerror}{hint}") from e
                 self.sockets[(family, port)] = sock
                 self.loop.add_reader(sock.fileno(), self._readable, sock)
         if self.glue is not None:
@@ -404,6 +410,37 @@ def warm_up(config: QuickikeConfig | None = None) -> None:
             alg.generate(rng).shared(alg.generate(rng).public)
 
 
+#: young-generation threshold of the cyclic garbage collector in a daemon process
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Collect the young generation every 10,000 allocations instead of every 700.
+
+    A gateway holds tens of thousands of long-lived objects (about 30 per IKE SA), and with
+    CPython's default the collector's share of the CPU grew with them, from 6 % at 1,000
+    IKE SAs to a third at 10,000 (an engine pair in one process, docs/benchmarks.md).
+    Less frequent young collections bring it to a few percent; the full collections that
+    still run when the heap grew by a quarter are untouched. Set once per daemon process (``quickike run``),
+    never by tests or by programs that embed a Daemon.
+    """
+    gc.freeze()  # what start-up built (modules, configuration) lives as long as the process
+    _, mid, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, mid, old)
+
+
+def lean_logging() -> None:
+    """Skip what every log record computes and no quickike formatter prints.
+
+    The caller's file and line (a stack walk per record), thread and process names: about
+    a tenth of the cost of a log line, and a gateway logs several per IKE SA at level info.
+    """
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def load_or_exit(path: str) -> QuickikeConfig:
     try:
         config, warnings = load_config(path)
@@ -427,6 +464,8 @@ def run_daemon(
     config = load_or_exit(path)
     s = config.settings
     setup_logging(log_level or s.log.level, log_format or s.log.format.value, s.log.file)
+    lean_logging()
+    tune_gc()
     state = state_dir or s.state_dir
     extensions = qcd_extensions(config, state)
     daemon = Daemon(config, config_path=path, state_dir=state, keylog=keylog,

@@ -10,6 +10,7 @@ costs one wake-up.
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import socket
 import struct
@@ -85,23 +86,32 @@ class UdpSocket:
 
     def send(self, data: bytes, local_ip: str, remote: Address) -> bool:
         """Send from ``local_ip`` (unless it is a wildcard); False if the kernel refused."""
-        anc = []
-        if local_ip and local_ip not in ("0.0.0.0", "::"):
-            try:
-                packed = ipaddress.ip_address(local_ip).packed
-            except ValueError:
-                packed = b""
-            if self.v6 and len(packed) == 16:
-                anc = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, _IN6_PKTINFO.pack(packed, 0))]
-            elif not self.v6 and len(packed) == 4:
-                anc = [(socket.IPPROTO_IP, IP_PKTINFO, _IN_PKTINFO.pack(0, packed, b"\0" * 4))]
         try:
-            self.sock.sendmsg([data], anc, 0, remote)
+            self.sock.sendmsg([data], _pktinfo(local_ip, self.v6), 0, remote)
             return True
         except (BlockingIOError, InterruptedError):
             return False
         except OSError:
             return False
+
+
+@functools.lru_cache(maxsize=1024)
+def _pktinfo(local_ip: str, v6: bool) -> list[tuple[int, int, bytes]]:
+    """The ancillary data that sends from ``local_ip``; a gateway has few addresses, so cached.
+
+    (sendmsg only reads the list.)
+    """
+    if not local_ip or local_ip in ("0.0.0.0", "::"):
+        return []
+    try:
+        packed = ipaddress.ip_address(local_ip).packed
+    except ValueError:
+        return []
+    if v6 and len(packed) == 16:
+        return [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, _IN6_PKTINFO.pack(packed, 0))]
+    if not v6 and len(packed) == 4:
+        return [(socket.IPPROTO_IP, IP_PKTINFO, _IN_PKTINFO.pack(0, packed, b"\0" * 4))]
+    return []
 
 
 def source_address_for(remote_ip: str) -> str | None:

@@ -206,3 +206,37 @@ class RecordingDataPlane:
             c.packets_out += outbound
             c.bytes_out += 100 * outbound
             c.last_out = now
+
+
+class NullDataPlane:
+    """No data plane (``dataplane = none``): CHILD SAs are negotiated, nothing is kept.
+
+    A gateway that only speaks IKE (or a load test) must not pay per CHILD SA for a
+    record nobody reads, as :class:`RecordingDataPlane` would.
+    """
+
+    __slots__ = ()
+
+    def install_child(self, spec: ChildSaSpec) -> None:
+        return None
+
+    def remove_child(self, spi_in: bytes) -> None:
+        return None
+
+    def update_addresses(
+        self,
+        spi_in: bytes,
+        local: tuple[IPAddress, int],
+        remote: tuple[IPAddress, int],
+        encap: bool,
+    ) -> None:
+        return None
+
+    def counters(self, spi_in: bytes) -> ChildCounters | None:
+        return None
+
+    def install_trap(self, trap: TrapSpec) -> None:
+        return None
+
+    def remove_trap(self, ike_name: str, child_name: str) -> None:
+        return None

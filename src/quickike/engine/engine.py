@@ -120,7 +120,8 @@ class Engine:
         self.children_in: dict[bytes, ChildSa] = {}
         self.children_out: dict[bytes, ChildSa] = {}
         #: authenticated IKE SAs by (remote id, local id): INITIAL_CONTACT without scanning all SAs
-        self._by_identity: dict[tuple[str, str], list[IkeSa]] = {}
+        #: (an insertion-ordered set per pair: 10,000 SAs between two gateways share one key)
+        self._by_identity: dict[tuple[str, str], dict[IkeSa, None]] = {}
         self._out: list[Datagram] = []
         self._events: collections.deque[ev.Event] = collections.deque()
         self._uid = 0
@@ -1294,7 +1295,7 @@ class Engine:
             self.remove_child(child, reason)
         same = self._by_identity.get((sa.remote_id, sa.local_id))
         if same is not None and sa in same:
-            same.remove(sa)
+            del same[sa]
             if not same:
                 del self._by_identity[(sa.remote_id, sa.local_id)]
         if self.sas.get(sa.spi_local) is sa:
@@ -1473,9 +1474,7 @@ class Engine:
             self.destroy_ike(other, "initial-contact", restart=False)
 
     def _index_identity(self, sa: IkeSa) -> None:
-        same = self._by_identity.setdefault((sa.remote_id, sa.local_id), [])
-        if sa not in same:
-            same.append(sa)
+        self._by_identity.setdefault((sa.remote_id, sa.local_id), {})[sa] = None
 
     def close_action(self, sa: IkeSa, child: ChildConfig) -> None:
         """The peer closed a CHILD SA: re-create or re-trap it as configured."""

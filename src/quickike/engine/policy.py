@@ -9,6 +9,7 @@ identities, which selectors a trap installs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -100,11 +101,13 @@ def _limits_from(settings: DaemonSettings) -> Limits:
 
 
 class Policy:
-    __slots__ = ("_esp", "_ike", "config", "esp_filter", "settings")
+    __slots__ = ("_esp", "_ike", "_psk", "config", "esp_filter", "settings")
 
     def __init__(self, config: QuickikeConfig) -> None:
         self._ike: dict[tuple[str, ...], list[ProposalSpec]] = {}
         self._esp: dict[tuple[str, ...], list[ProposalSpec]] = {}
+        #: (me, peer) -> pre-shared key: IKE_AUTH asks twice per SA, for the same few pairs
+        self._psk: dict[tuple[Identity, Identity], bytes | None] = {}
         #: the data plane's ESP transforms (Capabilities.esp_transform); None: all
         self.esp_filter: EspTransformCheck | None = None
         self.reload(config)
@@ -114,6 +117,7 @@ class Policy:
         self.settings = EngineSettings(config.settings, _limits_from(config.settings))
         self._ike.clear()
         self._esp.clear()
+        self._psk.clear()
 
     # connections ---------------------------------------------------------
 
@@ -144,8 +148,8 @@ class Policy:
     def responder_candidates(self, local: Address, remote: Address) -> list[ConnectionConfig]:
         """Connections that accept an IKE_SA_INIT on this address pair, most specific first."""
         try:
-            lip = ipaddress.ip_address(local[0])
-            rip = ipaddress.ip_address(remote[0])
+            lip = _ip(local[0])
+            rip = _ip(remote[0])
         except ValueError:
             return []
         scored: list[tuple[int, int, ConnectionConfig]] = []
@@ -197,7 +201,16 @@ class Policy:
         return Identity.from_address(ipaddress.ip_address(local[0]))
 
     def psk(self, me: Identity, other: Identity) -> bytes | None:
-        return self.config.secrets.psk(me, other)
+        key = (me, other)
+        try:
+            return self._psk[key]
+        except KeyError:
+            pass
+        secret = self.config.secrets.psk(me, other)
+        if len(self._psk) >= 4096:  # peers may present any identity: stay bounded
+            self._psk.clear()
+        self._psk[key] = secret
+        return secret
 
     # traffic selectors -------------------------------------------------------
 
@@ -285,7 +298,22 @@ def to_wire(sel: Selector) -> TrafficSelector:
 
 
 def from_wire(ts: TrafficSelector) -> Selector:
-    return Selector(ts.start_addr, ts.end_addr, ts.ip_protocol, ts.start_port, ts.end_port)
+    sel = Selector(ts.start_addr, ts.end_addr, ts.ip_protocol, ts.start_port, ts.end_port)
+    # one shared instance per distinct selector: 10,000 CHILD SAs between two sites hold the
+    # same few, and every copy (with its two address objects) costs memory and GC scans
+    shared = _selectors.get(sel)
+    if shared is not None:
+        return shared
+    if len(_selectors) >= _SELECTORS_MAX:
+        _selectors.clear()
+    _selectors[sel] = sel
+    return sel
+
+
+_selectors: dict[Selector, Selector] = {}
+_SELECTORS_MAX = 65536
+#: address text -> address object (every IKE_SA_INIT asks for the same few)
+_ip = functools.lru_cache(maxsize=4096)(ipaddress.ip_address)
 
 
 def identity_of(payload: Identification) -> Identity:
