@@ -77,11 +77,49 @@ def event_text(e: ev.Event) -> str:
     return f"[{uid if uid is not None else '-'}] {name} {parts}"
 
 
+#: QCD events that happen for every tunnel set up: routine, so debug
+_ROUTINE_EXT = frozenset({"token-given", "token-stored", "token-sent"})
+
+
+class _EventMessage:
+    """The text of an event, built only if a handler formats it as text."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: ev.Event) -> None:
+        self.event = event
+
+    def __str__(self) -> str:
+        return event_text(self.event)
+
+
+def event_level(e: ev.Event) -> int:
+    if isinstance(e, ev.ExtensionEvent) and e.kind in _ROUTINE_EXT:
+        return logging.DEBUG
+    return _LEVELS.get(type(e), logging.INFO)
+
+
 def log_event(e: ev.Event) -> None:
-    level = _LEVELS.get(type(e), logging.INFO)
+    """Log one engine event; the text or the JSON fields are built only when written."""
+    level = event_level(e)
     if not log.isEnabledFor(level):
         return
-    log.log(level, event_text(e), extra={"qi_fields": event_fields(e)})
+    log.log(level, _EventMessage(e), extra={"qi_event": e})
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any] | None:
+    """The structured fields of a record that carries an engine event (built once, cached)."""
+    fields: dict[str, Any] | None = getattr(record, "qi_fields", None)
+    if fields is None:
+        event = getattr(record, "qi_event", None)
+        if event is None:
+            return None
+        fields = event_fields(event)
+        spis = getattr(record, "qi_spis", None)
+        if spis is not None and "spi_i" not in fields:
+            fields["spi_i"], fields["spi_r"] = spis[0].hex(), spis[1].hex()
+        record.qi_fields = fields
+    return fields
 
 
 class JsonFormatter(logging.Formatter):
@@ -91,8 +129,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
         }
-        fields = getattr(record, "qi_fields", None)
-        if fields:
+        fields = record_fields(record)
+        if fields is not None:
             obj.update(fields)
         else:
             obj["msg"] = record.getMessage()

@@ -34,6 +34,7 @@ from ..control.config import ConfigError
 from ..control.config.loader import load_config_tree
 from ..control.config.syntax import Section as ConfigSection
 from ..control.config.syntax import Setting
+from ..control.logs import record_fields
 from ..control.vici.backend import (
     BackendError,
     EventSink,
@@ -1007,7 +1008,7 @@ class ViciLogHandler(logging.Handler):
         if self._busy or not self.sink.has_listeners("log"):
             return
         try:
-            fields = getattr(record, "qi_fields", None) or {}
+            fields = record_fields(record) or {}
             group = _EVENT_GROUPS.get(str(fields.get("event", "")))
             if group is None:
                 group = next((g for prefix, g in _LOGGER_GROUPS
@@ -1054,12 +1055,19 @@ class SpiTagger(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         fields = getattr(record, "qi_fields", None)
-        if isinstance(fields, dict) and "spi_i" not in fields:
-            uid = fields.get("ike_uid")
-            if isinstance(uid, int):
-                spis = self.lookup(uid)
-                if spis is not None:
-                    fields["spi_i"], fields["spi_r"] = spis[0].hex(), spis[1].hex()
+        if isinstance(fields, dict):
+            if "spi_i" not in fields:
+                uid = fields.get("ike_uid")
+                if isinstance(uid, int):
+                    spis = self.lookup(uid)
+                    if spis is not None:
+                        fields["spi_i"], fields["spi_r"] = spis[0].hex(), spis[1].hex()
+            return True
+        event = getattr(record, "qi_event", None)
+        uid = getattr(event, "ike_uid", None)
+        if isinstance(uid, int) and not hasattr(event, "spi_i"):
+            # looked up now (the SA may be gone by the time a formatter runs), formatted later
+            record.qi_spis = self.lookup(uid)
         return True
 
 
