@@ -239,3 +239,23 @@ def test_invalid_spi_hint_resends_an_outstanding_request_at_once():
     assert [d.data for d in resent] == [request]
     assert a.engine.counters["liveness-answered"] == 1  # the live peer answered at once
     assert a.engine.counters["retransmits"] == 0  # the backoff schedule was not touched
+
+
+def test_keyingtries_retries_an_unanswered_setup():
+    """strongSwan's keyingtries: N attempts in all; 0 (%forever) never gives up."""
+    for tries, expected in ((3, 3), (1, 1)):
+        net, a, b = pair(a_kw={"keyingtries": tries})
+        net.down.add(b.ip)
+        a.engine.initiate("gw", None, net.now)
+        net.advance(4 * 166.0)
+        fails = a.of(ev.IkeSetupFailed)
+        assert len(fails) == expected, fails
+        assert a.engine.counters["keyingtries"] == expected - 1
+    net, a, b = pair(a_kw={"keyingtries": 0})
+    net.down.add(b.ip)
+    a.engine.initiate("gw", None, net.now)
+    net.advance(5 * 166.0)
+    assert len(a.of(ev.IkeSetupFailed)) == 5
+    net.down.clear()  # the peer comes back: the next attempt succeeds
+    net.advance(166.0)
+    assert a.of(ev.ChildSaUp) and b.of(ev.ChildSaUp)

@@ -615,13 +615,17 @@ class Engine:
             self.counters["hint-rate-limited"] += 1
             return
         pending = sa.pending
-        if pending is not None and sa.usable and why == "hint-invalid-spi":
+        if (pending is not None and sa.usable and why == "hint-invalid-spi"
+                and not pending.hint_resent):
             # ESP reached a peer that lost its SAs while our request is outstanding (it may
             # have been sent while the peer was still booting). Sending it again now, outside
             # the backoff schedule (which stays as it was), lets the peer answer at once
             # instead of at the next retransmission. An INVALID_IKE_SPI already answers the
-            # request, so it is never a reason to send it again.
+            # request, so it is never a reason to send it again. Once per scheduled
+            # transmission, so hints cannot make us send more than twice the schedule.
             self.counters["hint-retransmits"] += 1
+            pending.hint_resent = True
+            pending.last_sent = self.now
             for d in pending.datagrams:
                 self._out.append(Datagram(d, sa.local, sa.remote))
             return
@@ -943,6 +947,7 @@ class Engine:
             return
         pending.attempt += 1
         pending.last_sent = self.now
+        pending.hint_resent = False
         self.counters["retransmits"] += 1
         self._events.append(ev.Retransmit(self.now, sa.uid, str(pending.exchange), pending.message_id, pending.attempt))
         for d in pending.datagrams:
@@ -1306,10 +1311,39 @@ class Engine:
         self.counters["ike-down:" + reason] += 1
         for ext in self.extensions:
             ext.destroyed(sa, reason)
+        if not was_up and reason == "dead-peer" and self._retry_initiation(sa, pending_children):
+            return
         if not was_up:
             self._retire_replaced(sa, failed=True)
         if restart and action is not None and sa.conn is not None and (was_up or sa.initiator):
             self._react(sa, action, pending_children)
+
+    def _retry_initiation(self, sa: IkeSa, pending_children: list[Task]) -> bool:
+        """strongSwan's ``keyingtries``: a set-up the peer never answered is tried again.
+
+        ``keyingtries = 0`` (``%forever``) retries without end, N allows N attempts in
+        all. A make-before-break replacement in progress moves to the new attempt, so
+        the SA it replaces goes only when a replacement is up.
+        """
+        conn = sa.conn
+        if conn is None or not sa.initiator:
+            return False
+        tries: int = sa.ext_get("keyingtry") or 1
+        if conn.keyingtries and tries >= conn.keyingtries:
+            return False
+        configs: list[ChildConfig] = []
+        for t in pending_children:
+            cfg: ChildConfig | None = getattr(t, "config", None)
+            if cfg is not None and cfg not in configs:
+                configs.append(cfg)
+        self.counters["keyingtries"] += 1
+        new = self._initiate(conn, configs)
+        new.ext_set("keyingtry", tries + 1)
+        replaces = sa.ext_get("replaces")
+        if replaces is not None:
+            sa.ext_set("replaces", None)
+            new.ext_set("replaces", replaces)
+        return True
 
     def _react(self, sa: IkeSa, action: str, pending_children: list[Task]) -> None:
         conn = sa.conn

@@ -46,7 +46,10 @@ class ChildState(enum.Enum):
 class Pending:
     """The one outstanding request of an IKE SA (window size 1)."""
 
-    __slots__ = ("attempt", "datagrams", "exchange", "last_sent", "message_id", "sent_at", "timer")
+    __slots__ = (
+        "attempt", "datagrams", "exchange", "hint_resent", "last_sent", "message_id", "sent_at",
+        "timer",
+    )
 
     def __init__(
         self, exchange: ExchangeType, message_id: int, datagrams: list[bytes], sent_at: float
@@ -58,6 +61,8 @@ class Pending:
         self.sent_at = sent_at
         #: when the latest (re)transmission left: a reply may answer any of them
         self.last_sent = sent_at
+        #: resent early because of an INVALID_SPI hint since the last scheduled transmission
+        self.hint_resent = False
         self.timer: Timer | None = None
 
 

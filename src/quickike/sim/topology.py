@@ -143,6 +143,7 @@ def connection(b: Behaviour, me: Side, peer: Side | None, *, name: str = "tunnel
         proposals=(IKE_PROPOSAL,),
         encap=encap,
         dpd_delay=b.dpd_delay,
+        keyingtries=0,  # %forever, as site-to-site gateways are configured: never give up
         local=(AuthConfig(auth=AuthClass.PSK, auth_spec="psk", id=fqdn(me.ident)),),
         remote=(AuthConfig(name="remote", auth=AuthClass.PSK, auth_spec="psk", id=remote_ident),),
         children=(child,),
