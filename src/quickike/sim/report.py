@@ -205,7 +205,7 @@ def build(out: Path, *, seed: int = 1, mass_tunnels: int = 10000, outage_tunnels
     mass_rows = [
         Row("mass", "mass-reboot", "hub limits sized for its peers (N/5 tokens/s)",
             tunnels=mass_tunnels),
-        Row("mass-default", "mass-reboot", "quickike's default limits (100 tokens/s)",
+        Row("mass-default", "mass-reboot", "quickike's default limits (2,000 tokens/s)",
             tunnels=mass_tunnels, options={"limits": "default"}),
         Row("mass-jitter", "mass-reboot", "default limits, peers retransmit with 30 % jitter",
             tunnels=mass_tunnels, options={"limits": "default", "retransmit_jitter": "30"}),
