@@ -198,7 +198,7 @@ def test_child_failure_leaves_ike_up():
 def test_second_child_with_create_child_sa_and_pfs():
     children = (child("one"), child("two", local="10.3.0.0/16", remote="10.4.0.0/16",
                                     esp="aes256gcm16-x25519-esn"))
-    net, a, b = pair(children)
+    net, a, _b = pair(children)
     a.engine.initiate("gw", "one", net.now)
     net.settle()
     a.engine.initiate("gw", "two", net.now)

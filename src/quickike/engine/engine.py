@@ -15,7 +15,7 @@ from __future__ import annotations
 import collections
 import functools
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -1623,7 +1623,3 @@ def _sel_str(s: Any) -> str:
             str(s.start_port) if s.start_port == s.end_port else f"{s.start_port}-{s.end_port}")
         return f"{net}[{s.protocol}{'/' + port if port else ''}]"
     return net
-
-
-def iter_notifies(msg: Message) -> Iterable[Notify]:
-    return msg.notifies()
