@@ -719,3 +719,15 @@ def test_random_values_raise_nothing_but_config_error(
         load_config_text(text)
     except ConfigError as exc:
         assert exc.line > 0
+
+
+def test_engine_limits_are_checked_at_load() -> None:
+    from quickike.engine.policy import Policy
+
+    cfg, _ = load_config_text(
+        "quickike {\n  limits {\n    half_open_limit = 50\n    send_invalid_spi = no\n  }\n}\n", "l.conf"
+    )
+    s = Policy(cfg).settings
+    assert (s.half_open_limit, s.send_invalid_spi) == (50, False)
+    with pytest.raises(ConfigError, match=r"l\.conf:2: quickike\.limits\.half_open_limit"):
+        load_config_text("quickike {\n  limits {\n    half_open_limit = lots\n  }\n}\n", "l.conf")

@@ -496,14 +496,18 @@ class Engine:
             return
         self._receive_protected(sa, h, data, local, remote)
 
-    def _decode_plain(self, data: bytes, remote: Address) -> Message | None:
+    @staticmethod
+    def _message(h: Header, payloads: list[Payload]) -> Message:
+        return Message(h.spi_i, h.spi_r, h.exchange, h.flags, h.message_id, payloads)
+
+    def _decode_plain(self, h: Header, data: bytes, remote: Address) -> Message | None:
+        """The unprotected payloads after an already-checked header; None if malformed."""
         try:
-            payloads, _ = decode_payloads(data[16], data, HEADER_SIZE)
+            payloads, _ = decode_payloads(h.next_payload, data, HEADER_SIZE)
         except CodecError as e:
             self._drop("malformed", remote, str(e))
             return None
-        h = Header.decode(data)
-        return Message(h.spi_i, h.spi_r, h.exchange, h.flags, h.message_id, payloads)
+        return self._message(h, payloads)
 
     def _receive_unknown(self, h: Header, data: bytes, local: Address, remote: Address) -> None:
         if h.exchange == _INIT and not h.is_response and h.is_initiator:
@@ -515,7 +519,7 @@ class Engine:
         if h.is_response:
             # RFC 7296 §2.21.4: audit only, never answer a response
             if h.next_payload not in (_SK, _SKF):
-                msg = self._decode_plain(data, remote)
+                msg = self._decode_plain(h, data, remote)
                 if msg is not None:
                     sa = self._sa_for_invalid_spi(msg)
                     for ext in self.extensions:
@@ -525,7 +529,7 @@ class Engine:
             return
         if h.next_payload in (_SK, _SKF):
             if self.trace:  # its contents are unreadable: trace the header only
-                msg = Message(h.spi_i, h.spi_r, h.exchange, h.flags, h.message_id, [])
+                msg = self._message(h, [])
                 self._trace_in(None, msg, local, remote, True, len(data))
             for ext in self.extensions:
                 if ext.unknown_sa_request(h, data, local, remote):
@@ -534,7 +538,7 @@ class Engine:
             self._drop("unknown-spi", remote)
             return
         # unprotected request for an SA we do not have: INVALID_SPI hints live here
-        msg = self._decode_plain(data, remote)
+        msg = self._decode_plain(h, data, remote)
         if msg is None:
             return
         self._trace_in(None, msg, local, remote, False, len(data))
@@ -594,7 +598,7 @@ class Engine:
         self, sa: IkeSa, h: Header, data: bytes, local: Address, remote: Address
     ) -> None:
         """Unprotected messages for an SA we have: only ever hints (§2.21.4)."""
-        msg = self._decode_plain(data, remote)
+        msg = self._decode_plain(h, data, remote)
         if msg is None:
             return
         self._trace_in(sa, msg, local, remote, False, len(data))
@@ -674,7 +678,7 @@ class Engine:
         except CryptoError as e:
             self._drop("bad-encryption", remote, str(e))
             return
-        msg = Message(h.spi_i, h.spi_r, h.exchange, h.flags, h.message_id, payloads)
+        msg = self._message(h, payloads)
         sa.last_in = self.now
         self._trace_in(sa, msg, local, remote, True, len(data))
         if (remote != sa.remote or local != sa.local) and not h.is_response:
@@ -746,7 +750,7 @@ class Engine:
             if e.notify == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD and self._unprotected_allowed(remote):
                 self.send_unprotected_response(h, [notify(e.notify, e.data)], local, remote)
             return
-        msg = Message(h.spi_i, h.spi_r, h.exchange, h.flags, h.message_id, payloads)
+        msg = self._message(h, payloads)
         self._trace_in(None, msg, local, remote, False, len(data))
         if h.message_id != 0:
             self._drop("bad-message-id", remote, "IKE_SA_INIT with a message id")
@@ -810,12 +814,9 @@ class Engine:
         if not sa.initiator or sa.state != IkeState.CONNECTING or sa.pending is None:
             self._drop("unexpected-response", remote, "IKE_SA_INIT response")
             return
-        try:
-            payloads, _ = decode_payloads(h.next_payload, data, HEADER_SIZE)
-        except CodecError as e:
-            self._drop("malformed", remote, str(e))
+        msg = self._decode_plain(h, data, remote)
+        if msg is None:
             return
-        msg = Message(h.spi_i, h.spi_r, h.exchange, h.flags, h.message_id, payloads)
         self._trace_in(sa, msg, local, remote, False, len(data))
         if h.message_id != sa.pending.message_id:
             self._drop("unexpected-response", remote, "message id")

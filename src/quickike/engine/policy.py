@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from ..crypto.algorithms import ENCR_ALGS, EncrAlg
@@ -84,19 +84,25 @@ class EngineSettings:
 
 def _limits_from(settings: DaemonSettings) -> Limits:
     raw = settings.extra.get("limits")
-    if not isinstance(raw, dict | type(settings.extra)) or raw is None:
-        return Limits()
+    return parse_limits(raw) if isinstance(raw, Mapping) else Limits()
+
+
+def parse_limits(raw: Mapping[str, object]) -> Limits:
+    """``quickike { limits { } }`` as raw strings; the loader calls this to report errors."""
     kw: dict[str, object] = {}
     for name, default in Limits.__dataclass_fields__.items():
-        value = raw.get(name) if hasattr(raw, "get") else None
+        value = raw.get(name)
         if not isinstance(value, str):
             continue
-        if isinstance(default.default, bool):
-            kw[name] = value.lower() in ("yes", "true", "1")
-        elif isinstance(default.default, int):
-            kw[name] = int(value)
-        else:
-            kw[name] = float(value)
+        try:
+            if isinstance(default.default, bool):
+                kw[name] = value.lower() in ("yes", "true", "1")
+            elif isinstance(default.default, int):
+                kw[name] = int(value)
+            else:
+                kw[name] = float(value)
+        except ValueError:
+            raise ValueError(f"quickike.limits.{name}: {value!r} is not a number") from None
     return Limits(**kw)  # type: ignore[arg-type]
 
 

@@ -69,6 +69,7 @@ from quickike.engine.config import (
     TrafficSelectorConfig,
     UniquePolicy,
 )
+from quickike.engine.policy import parse_limits
 from quickike.wire.enums import ProtocolId
 
 T = TypeVar("T")
@@ -661,6 +662,12 @@ class _Loader:
                 }
             ),
         )
+        limits = sec.sections.get("limits")
+        if limits is not None:
+            try:
+                parse_limits(_raw(limits))
+            except ValueError as e:
+                raise ConfigError(str(e), limits.file, limits.line) from None
         r.used_sections.update(sec.sections)
         r.finish()
         return settings
