@@ -12,7 +12,6 @@ Classes are slotted dataclasses because an established SA keeps some of them
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import ClassVar
@@ -682,9 +681,3 @@ def notify(
     """Shorthand used all over the engine."""
     return Notify(ntype, data, protocol, spi)
 
-
-def find(payloads: Sequence[Payload], cls: type[Payload]) -> Payload | None:
-    for p in payloads:
-        if type(p) is cls:
-            return p
-    return None

@@ -8,10 +8,9 @@ says it has no other SA with us, so SAs we still hold for it are stale.
 
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING
 
-from ...crypto.auth import psk_auth, signed_octets
+from ...crypto.auth import psk_auth, signed_octets, verify_psk_auth
 from ...crypto.errors import AuthError, CryptoError
 from ...wire.enums import AuthMethod, CertEncoding, ExchangeType, NotifyType
 from ...wire.message import Message
@@ -86,7 +85,9 @@ class IkeAuth(Task):
             secret = eng.policy.psk(self.my_id, self.peer_id)
             if secret is None:
                 return f"no pre-shared key for {self.my_id} - {self.peer_id}"
-            if not hmac.compare_digest(psk_auth(prf, secret, octets), auth.data):
+            try:
+                verify_psk_auth(prf, secret, octets, auth.data)
+            except AuthError:
                 return "pre-shared key AUTH mismatch"
             return None
         if remote.auth != AuthClass.PUBKEY:
