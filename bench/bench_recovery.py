@@ -40,9 +40,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from quickike.daemon.demo import IcmpProber, StoryRun, namespace_story, netns_socket
+from quickike.daemon.demo import IcmpProber, StoryRun, namespace_story
 from quickike.lab import Charon, GatewayPair, Lab, psk_gateway_configs
 from quickike.lab.charon import CharonSettings
+from quickike.lab.netns import netns_socket
 
 FAST = {"retransmit_timeout": "1", "retransmit_tries": "2"}
 PSK = "bench recovery psk, long enough"

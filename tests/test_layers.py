@@ -14,6 +14,7 @@ FORBIDDEN = {
     "engine": {"qcd", "dataplane", "control", "daemon", "sim", "lab", "tools", "cli"},
     "qcd": {"dataplane", "control", "daemon", "sim", "lab", "tools", "cli"},
     "dataplane": {"qcd", "control", "daemon", "sim", "tools", "cli"},
+    "control": {"daemon", "sim", "lab", "tools", "cli"},
 }
 #: stdlib modules the sans-I/O layers must not use
 IO_MODULES = {"socket", "asyncio", "threading", "selectors", "time", "subprocess"}

@@ -13,6 +13,7 @@ from typing import TypeVar
 import pytest
 
 from quickike.control.config import ConfigError, load_config_text, parse_identity
+from quickike.control.vici.address import vici_socket_of
 from quickike.control.vici.backend import BackendError, SharedSecret
 from quickike.control.vici.client import CommandFailed, ViciClient
 from quickike.control.vici.protocol import Section
@@ -23,7 +24,6 @@ from quickike.daemon.vici_backend import (
     ViciLogHandler,
     selector_text,
     socket_options,
-    vici_socket_of,
 )
 from quickike.engine.config import DpdAction, IpsecMode, StartAction
 from quickike.engine.dataplane import Selector

@@ -20,11 +20,10 @@ from conftest import require_tun, unavailable
 from quickike.dataplane.threads import DataPlaneThreads
 from quickike.dataplane.tun import TunDevice
 from quickike.dataplane.userspace import UserspaceDataPlane
-from quickike.lab.netns import Lab
+from quickike.lab.netns import Lab, in_netns
 from quickike.wire.enums import EncrId
 
 from .helpers import net, spec_pair
-from .netns import in_netns
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(90)]
 

@@ -25,10 +25,10 @@ from quickike.engine.dataplane import ChildSaSpec
 from quickike.lab import Charon, Lab, psk_gateway_configs
 from quickike.lab.charon import CharonSettings
 from quickike.lab.keylog import parse_hexdumps
+from quickike.lab.netns import in_netns
 from quickike.wire.enums import EncrId, IntegId
 
 from .helpers import net
-from .netns import in_netns
 
 pytestmark = [pytest.mark.root, pytest.mark.strongswan, pytest.mark.timeout(120)]
 

@@ -9,19 +9,22 @@ liveness checks and dead peers, each with the engine's (monotonic) time.
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import itertools
 import json
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from quickike.lab.charon import IkeSaView, decode_vici, render_tree
+from quickike.lab.charon import (
+    IkeSaView,
+    close_vici_session,
+    decode_vici,
+    open_vici_session,
+    render_tree,
+)
 from quickike.lab.netns import LabError, LabProcess, Namespace
 
 Record = dict[str, Any]
@@ -112,22 +115,12 @@ class QuickikeDaemon:
 
     def session(self) -> Any:
         if self._session is None:
-            vici: Any = importlib.import_module("vici")  # (tests/vici shadows it for mypy)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(30.0)
-            try:
-                sock.connect(str(self.vici_path))
-            except OSError:
-                sock.close()
-                raise
-            self._session = vici.Session(sock)
+            self._session = open_vici_session(self.vici_path)
         return self._session
 
     def _drop_session(self) -> None:
-        if self._session is not None:
-            with contextlib.suppress(Exception):
-                self._session.transport.close()
-            self._session = None
+        close_vici_session(self._session)
+        self._session = None
 
     def list_sas(self) -> list[IkeSaView]:
         views = []

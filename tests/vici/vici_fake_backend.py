@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from quickike import __version__
+from quickike.control.config.values import parse_duration
 from quickike.control.vici.backend import (
     BackendError,
     EventSink,
@@ -43,18 +43,16 @@ from quickike.control.vici.shapes import (
     version_message,
 )
 
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _AUTH_CLASSES = {"psk": "pre-shared key", "pubkey": "public key", "rsa": "public key"}
 
 
 def _seconds(text: str | None, default: int) -> int:
     if text is None:
         return default
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise BackendError(f"invalid duration {text!r}")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        return int(parse_duration(text))
+    except ValueError:
+        raise BackendError(f"invalid duration {text!r}") from None
 
 
 def _host(addrs: Sequence[str], fallback: str) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from ..engine.config import DEFAULT_STATE_DIR
+from .vici.address import default_socket_uri, vici_socket_of
 from .vici.client import (
     CommandFailed,
     ConnectionLost,
@@ -30,7 +31,7 @@ from .vici.protocol import TextElement, TextSection, ViciError
 
 #: environment variable naming the control socket (a path or a unix:// URI)
 SOCKET_ENV = "QUICKIKE_SOCKET"
-DEFAULT_SOCKET = f"unix://{DEFAULT_STATE_DIR}/quickike.vici"
+DEFAULT_SOCKET = default_socket_uri(DEFAULT_STATE_DIR)
 
 _NUMERIC = frozenset({
     "uniqueid", "version", "local-port", "remote-port", "encr-keysize", "integ-keysize",
@@ -136,8 +137,7 @@ def socket_target(args: argparse.Namespace) -> str:
     if env and not config_path and not state_dir:
         return env
     if config_path:
-        from ..control.config import ConfigError, load_config
-        from ..daemon.vici_backend import vici_socket_of
+        from .config import ConfigError, load_config
 
         try:
             config, _ = load_config(config_path)
@@ -148,7 +148,7 @@ def socket_target(args: argparse.Namespace) -> str:
             raise CliError(f"cannot read {config_path}: {exc.strerror or exc}") from None
         return vici_socket_of(config, state_dir or config.settings.state_dir)
     if state_dir:
-        return f"unix://{os.path.join(state_dir, 'quickike.vici')}"
+        return default_socket_uri(state_dir)
     return DEFAULT_SOCKET
 
 

@@ -22,8 +22,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..control.config import ConfigError, load_config
+from ..control.config.errors import config_error
 from ..control.logs import log_event, setup_logging
 from ..control.metrics import EngineMetrics, MetricsServer, MetricsUnavailable
+from ..control.vici.address import vici_socket_of
 from ..control.vici.server import ServerError, ViciServer
 from ..crypto.rng import SystemRandomSource
 from ..dataplane.errors import DataPlaneError
@@ -40,10 +42,8 @@ from .vici_backend import (
     QcdControl,
     SpiTagger,
     ViciLogHandler,
-    config_error,
     find_qcd,
     socket_options,
-    vici_socket_of,
 )
 
 if TYPE_CHECKING:
@@ -285,10 +285,7 @@ class Daemon:
             return False
         try:
             config, warnings = load_config(self.config_path)
-        except ConfigError as e:
-            log.error("reload failed, keeping the old configuration: %s", e)
-            return False
-        except OSError as e:
+        except (ConfigError, OSError) as e:
             log.error("reload failed, keeping the old configuration: %s", e)
             return False
         for w in warnings:

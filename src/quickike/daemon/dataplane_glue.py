@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..control.config import ConfigError
+from ..control.config.errors import config_error
 from ..control.config.values import parse_bool, parse_duration, parse_int, parse_list
 from ..crypto.proposals import format_proposal
 from ..dataplane.esp import supported
@@ -79,23 +79,23 @@ def tun_settings(config: QuickikeConfig) -> TunSettings:
     if raw is None:
         return TunSettings()
     if not isinstance(raw, Mapping):
-        raise _error(config, "quickike.tun", "must be a section")
+        raise config_error(config, "quickike.tun", "must be a section")
 
     def get(key: str, parse: Callable[[str], object], default: object) -> object:
         value = raw.get(key)
         if value is None:
             return default
         if not isinstance(value, str):
-            raise _error(config, f"quickike.tun.{key}", "must be a value, not a section")
+            raise config_error(config, f"quickike.tun.{key}", "must be a value, not a section")
         try:
             return parse(value)
         except ValueError as e:
-            raise _error(config, f"quickike.tun.{key}", str(e)) from None
+            raise config_error(config, f"quickike.tun.{key}", str(e)) from None
 
     for key in raw:
         if key not in TUN_KEYS:
-            raise _error(config, f"quickike.tun.{key}",
-                         f"unknown setting (known: {', '.join(TUN_KEYS)})")
+            raise config_error(config, f"quickike.tun.{key}",
+                               f"unknown setting (known: {', '.join(TUN_KEYS)})")
     default = TunSettings()
     name = get("name", _ifname, default.name)
     mtu = get("mtu", lambda t: parse_int(t, 576, 65535), DEFAULT_MTU)
@@ -115,12 +115,6 @@ def _ifname(text: str) -> str:
     return text
 
 
-def _error(config: QuickikeConfig, key: str, message: str) -> ConfigError:
-    origin = config.origin(key) or config.origin(key.rpartition(".")[0]) or ""
-    file, _, line = origin.rpartition(":")
-    return ConfigError(f"{key}: {message}", file or "<config>", int(line) if line.isdigit() else 0)
-
-
 def check_esp_proposals(config: QuickikeConfig) -> list[str]:
     """Refuse CHILD configurations the userspace data plane cannot run; warn about parts.
 
@@ -137,8 +131,9 @@ def check_esp_proposals(config: QuickikeConfig) -> list[str]:
             kept = runnable_specs(specs, supported)
             key = f"connections.{conn.name}.children.{child.name}.esp_proposals"
             if not kept:
-                raise _error(config, key, "no proposal the userspace data plane can run "
-                             "(it does AES-GCM-16, ChaCha20-Poly1305, AES-CBC with HMAC-SHA1/SHA2)")
+                raise config_error(config, key, "no proposal the userspace data plane can run "
+                                   "(it does AES-GCM-16, ChaCha20-Poly1305, AES-CBC with "
+                                   "HMAC-SHA1/SHA2)")
             if kept != specs:
                 warnings.append(f"{key}: proposing only {', '.join(map(format_proposal, kept))} "
                                 "(what the userspace data plane runs)")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import select
@@ -38,11 +37,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..lab.charon import render_tree
+from ..lab.netns import netns_socket
 from ..tools.sequence import Arrow, render
 
 if TYPE_CHECKING:
@@ -212,21 +213,20 @@ def gateway_config(
     child_keys = {"local_ts": my_net, "remote_ts": peer_net, "esp_proposals": esp_proposals,
                   "start_action": action, "dpd_action": "restart" if initiator else "clear",
                   **(child or {})}  # fmt: skip
-    lines = ["quickike {"]
-    lines += [f"    {k} = {v}" for k, v in daemon.items()]
-    lines += ["    qcd {", f"        enable = {'yes' if qcd else 'no'}", "    }"]
+    quickike: dict[str, object] = {**daemon, "qcd": {"enable": qcd}}
     if tun:
-        lines += ["    tun {", *[f"        {k} = {v}" for k, v in tun.items()], "    }"]
-    lines += ["}", "connections {", "    site {"]
-    lines += [f"        {k} = {v}" for k, v in conn_keys.items()]
-    lines += ["        local {", "            auth = psk", f"            id = {my_id}", "        }",
-              "        remote {", "            auth = psk", f"            id = {peer_id}",
-              "        }", "        children {", "            net {"]  # fmt: skip
-    lines += [f"                {k} = {v}" for k, v in child_keys.items()]
-    lines += ["            }", "        }", "    }", "}", "secrets {", "    ike-site {",
-              f"        id-a = {my_id}", f"        id-b = {peer_id}", f'        secret = "{PSK}"',
-              "    }", "}", ""]  # fmt: skip
-    return "\n".join(lines)
+        quickike["tun"] = dict(tun)
+    tree = {
+        "quickike": quickike,
+        "connections": {"site": {
+            **conn_keys,
+            "local": {"auth": "psk", "id": my_id},
+            "remote": {"auth": "psk", "id": peer_id},
+            "children": {"net": child_keys},
+        }},
+        "secrets": {"ike-site": {"id-a": my_id, "id-b": peer_id, "secret": PSK}},
+    }  # fmt: skip
+    return render_tree(tree) + "\n"
 
 
 # ============================================================================ the story's result
@@ -504,40 +504,6 @@ async def loopback_story(workdir: str, *, qcd: bool, interval: float = PROBE_INT
 
 
 # ============================================================================ namespace stage
-
-_CLONE_NEWNET = 0x40000000
-
-
-def _setns(fd: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-@contextlib.contextmanager
-def in_netns(name: str) -> Iterator[None]:
-    """Run the calling thread inside network namespace ``name`` for the block.
-
-    Sockets made inside stay in that namespace after the thread returns, so one process can
-    talk from several namespaces (Python 3.11 has no os.setns, hence ctypes).
-    """
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
-    try:
-        _setns(target)
-        try:
-            yield
-        finally:
-            _setns(home)
-    finally:
-        os.close(target)
-        os.close(home)
-
-
-def netns_socket(name: str, family: int, kind: int, proto: int = 0) -> socket.socket:
-    with in_netns(name):
-        return socket.socket(family, kind, proto)
 
 
 class GatewayProcess:
@@ -845,7 +811,6 @@ __all__ = [
     "Probes",
     "StoryRun",
     "gateway_config",
-    "in_netns",
     "loopback_story",
     "namespace_story",
     "netns_socket",

@@ -22,7 +22,6 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..control.config import ConfigError
+from ..control.config.errors import config_error
 from ..control.config.loader import load_config_tree
 from ..control.config.syntax import Section as ConfigSection
 from ..control.config.syntax import Setting
@@ -1069,25 +1069,6 @@ class SpiTagger(logging.Filter):
             # looked up now (the SA may be gone by the time a formatter runs), formatted later
             record.qi_spis = self.lookup(uid)
         return True
-
-
-def vici_socket_of(config: QuickikeConfig, state_dir: str) -> str:
-    """The control socket's URI: as configured, else ``<state_dir>/quickike.vici``.
-
-    The loader fills in a default from the file's state_dir; when the file
-    does not name the socket, the state directory given on the command line
-    (``--state-dir``) wins, so the two always stay together.
-    """
-    if config.origin("quickike.vici_socket") is not None:
-        return config.settings.vici_socket
-    return f"unix://{os.path.join(state_dir, 'quickike.vici')}"
-
-
-def config_error(config: QuickikeConfig, key: str, message: str) -> ConfigError:
-    """A ConfigError naming ``key`` and the ``file:line`` it was set at."""
-    origin = config.origin(key) or ""
-    file, _, line = origin.rpartition(":")
-    return ConfigError(f"{key}: {message}", file or "<config>", int(line) if line.isdigit() else 0)
 
 
 def socket_options(config: QuickikeConfig) -> tuple[int, int | None]:

@@ -298,7 +298,7 @@ class UserspaceDataPlane:
         """MOBIKE or a NAT mapping change: send to the new address from now on."""
         if not encap:
             raise UnsupportedSa("the userspace data plane needs UDP encapsulation (RFC 3948)")
-        child = self._spd.inbound(_U32.unpack(spi_in)[0]) if len(spi_in) == 4 else None
+        child = self._child(spi_in)
         if child is None:
             return
         child.spec = dataclasses.replace(child.spec, local_addr=local, remote_addr=remote)
@@ -306,7 +306,7 @@ class UserspaceDataPlane:
 
     def counters(self, spi_in: bytes) -> ChildCounters | None:
         """A snapshot, so the engine can compare it with a later one."""
-        child = self._spd.inbound(_U32.unpack(spi_in)[0]) if len(spi_in) == 4 else None
+        child = self._child(spi_in)
         return None if child is None else dataclasses.replace(child.counters)
 
     def install_trap(self, trap: TrapSpec) -> None:
@@ -328,10 +328,7 @@ class UserspaceDataPlane:
 
     # --- introspection -----------------------------------------------------------------
     def trap_queue(self, ike_name: str, child_name: str) -> TrapQueue | None:
-        for tq in self._spd.traps():
-            if (tq.trap.ike_name, tq.trap.child_name) == (ike_name, child_name):
-                return tq
-        return None
+        return self._spd.trap_for_name(ike_name, child_name)
 
     def children(self) -> list[ChildSaSpec]:
         return [c.spec for c in self._spd.sas()]
@@ -498,6 +495,9 @@ class UserspaceDataPlane:
             self._flush()
 
     # --- internals ---------------------------------------------------------------------
+    def _child(self, spi_in: bytes) -> _Child | None:
+        return self._spd.inbound(_U32.unpack(spi_in)[0]) if len(spi_in) == 4 else None
+
     def _esp_in(self, pkt: memoryview, n: int, addr: SockAddr, now: float) -> None:
         stats = self.stats
         stats.esp_in += 1
@@ -615,7 +615,7 @@ class UserspaceDataPlane:
             self._emit(self._on_unknown_spi, _U32.pack(spi), src, now)
 
     def _expired(self, spi_in: bytes, kind: Expiry) -> None:
-        child = self._spd.inbound(_U32.unpack(spi_in)[0])
+        child = self._child(spi_in)
         if child is None or child.hard:
             return
         if kind is Expiry.HARD:

@@ -228,6 +228,27 @@ def decode_vici(value: Any) -> Any:
     return value
 
 
+def open_vici_session(path: Path, timeout: float = 30.0) -> vici.Session:
+    """A `vici.Session` on the control socket at `path` (charon's or quickike's)."""
+    import vici
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+    except OSError:
+        sock.close()
+        raise
+    return vici.Session(sock)
+
+
+def close_vici_session(session: vici.Session | None) -> None:
+    """Close a session from `open_vici_session`, if any; a broken one is no error."""
+    if session is not None:
+        with contextlib.suppress(Exception):
+            session.transport.close()
+
+
 @dataclass(frozen=True, slots=True)
 class IkeSaView:
     """One IKE SA from list-sas, decoded."""
@@ -429,23 +450,12 @@ class Charon:
 
     def session(self, timeout: float = 30.0) -> vici.Session:
         if self._session is None:
-            import vici
-
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            try:
-                sock.connect(str(self.socket_path))
-            except OSError:
-                sock.close()
-                raise
-            self._session = vici.Session(sock)
+            self._session = open_vici_session(self.socket_path, timeout)
         return self._session
 
     def _drop_session(self) -> None:
-        if self._session is not None:
-            with contextlib.suppress(Exception):
-                self._session.transport.close()
-            self._session = None
+        close_vici_session(self._session)
+        self._session = None
 
     def _call(self, what: str, fn: Callable[[vici.Session], Any]) -> Any:
         from vici.exception import CommandException, SessionException
@@ -661,7 +671,9 @@ __all__ = [
     "CharonSettings",
     "IkeSaView",
     "charon_process_ids",
+    "close_vici_session",
     "decode_secret",
+    "open_vici_session",
     "psk_gateway_configs",
     "render_tree",
     "shared_secret_message",

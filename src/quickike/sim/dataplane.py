@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ..engine.dataplane import ChildCounters, ChildSaSpec, IPAddress, TrapSpec
+from ..engine.dataplane import ChildCounters, ChildSaSpec, IPAddress, Selector, TrapSpec
 from .packets import UDP_OVERHEAD, EspFrame, Packet
 
 if TYPE_CHECKING:
@@ -58,8 +59,8 @@ class _Trap:
 
     def __init__(self, spec: TrapSpec) -> None:
         self.spec = spec
-        self.local = [(int(s.start), int(s.end)) for s in spec.local_ts]
-        self.remote = [(int(s.start), int(s.end)) for s in spec.remote_ts]
+        self.local = _ranges(spec.local_ts)
+        self.remote = _ranges(spec.remote_ts)
         self.held: deque[tuple[Flow, float]] = deque()
         self.last_acquire: float | None = None
 
@@ -69,13 +70,8 @@ class _Trap:
         )
 
 
-def _ranges(selectors: tuple[object, ...]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for s in selectors:
-        start: IPAddress = s.start  # type: ignore[attr-defined]
-        end: IPAddress = s.end  # type: ignore[attr-defined]
-        out.append((int(start), int(end)))
-    return out
+def _ranges(selectors: Iterable[Selector]) -> list[tuple[int, int]]:
+    return [(int(s.start), int(s.end)) for s in selectors]
 
 
 class SimDataPlane:

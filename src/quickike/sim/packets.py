@@ -77,10 +77,6 @@ class Packet:
     def dst(self) -> tuple[str, int]:
         return (self.dst_ip, self.dst_port)
 
-    @property
-    def is_ike(self) -> bool:
-        return self.esp is None and len(self.data) > 1
-
     def rewritten(
         self, *, src: tuple[str, int] | None = None, dst: tuple[str, int] | None = None
     ) -> Packet:

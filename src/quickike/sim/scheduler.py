@@ -40,9 +40,6 @@ class Scheduler:
     def after(self, delay: float, fn: Callback, *args: Any) -> None:
         self.at(self.now + delay, fn, *args)
 
-    def next_time(self) -> float | None:
-        return self._heap[0][0] if self._heap else None
-
     def halt(self) -> None:
         """End the current ``run`` after this callback (the clock stays where it is)."""
         self.halted = True

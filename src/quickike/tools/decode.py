@@ -569,10 +569,6 @@ def _hex(b: bytes) -> str:
     return b.hex()
 
 
-def _enum(value: int, enum: Any) -> str:
-    return str(enum(value))
-
-
 def _selector(s: TrafficSelector | UnknownSelector) -> dict[str, Any]:
     if isinstance(s, UnknownSelector):
         return {

@@ -8,6 +8,10 @@ its old configuration.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from quickike.engine.config import QuickikeConfig
 
 
 class ConfigError(Exception):
@@ -30,3 +34,11 @@ class ConfigWarning:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.message}"
+
+
+def config_error(config: QuickikeConfig, key: str, message: str) -> ConfigError:
+    """A ConfigError about ``key`` of a loaded configuration, at the ``file:line`` it was set
+    (or, for a key that was not set, where its section is)."""
+    origin = config.origin(key) or config.origin(key.rpartition(".")[0]) or ""
+    file, _, line = origin.rpartition(":")
+    return ConfigError(f"{key}: {message}", file or "<config>", int(line) if line.isdigit() else 0)

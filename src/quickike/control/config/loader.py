@@ -469,20 +469,8 @@ class _Loader:
         rand_time = r.opt("rand_time", _nonneg_duration)
         if rand_time is None:
             rand_time = life_time - min(life_time, rekey_time)
-        rekey_bytes = r.get("rekey_bytes", _volume, 0)
-        life_bytes = r.opt("life_bytes", _volume)
-        if life_bytes is None:
-            life_bytes = rekey_bytes * 110 // 100
-        rand_bytes = r.opt("rand_bytes", _volume)
-        if rand_bytes is None:
-            rand_bytes = life_bytes - min(life_bytes, rekey_bytes)
-        rekey_packets = r.get("rekey_packets", _count, 0)
-        life_packets = r.opt("life_packets", _count)
-        if life_packets is None:
-            life_packets = rekey_packets * 110 // 100
-        rand_packets = r.opt("rand_packets", _count)
-        if rand_packets is None:
-            rand_packets = life_packets - min(life_packets, rekey_packets)
+        rekey_bytes, life_bytes, rand_bytes = _count_limits(r, "bytes", _volume)
+        rekey_packets, life_packets, rand_packets = _count_limits(r, "packets", _count)
         if rekey_time and life_time and life_time <= rekey_time:
             where = sec.settings.get("life_time") or sec.settings.get("rekey_time")
             r.warn(
@@ -743,6 +731,19 @@ def _volume(text: str) -> int:
 
 def _count(text: str) -> int:
     return parse_int(text, 0, UINT64)
+
+
+def _count_limits(r: _Reader, kind: str, parse: Callable[[str], int]) -> tuple[int, int, int]:
+    """``rekey_<kind>``, ``life_<kind>``, ``rand_<kind>`` of a CHILD SA with charon's defaults:
+    life 110 % of rekey, rand the gap between the two."""
+    rekey = r.get(f"rekey_{kind}", parse, 0)
+    life = r.opt(f"life_{kind}", parse)
+    if life is None:
+        life = rekey * 110 // 100
+    rand = r.opt(f"rand_{kind}", parse)
+    if rand is None:
+        rand = life - min(life, rekey)
+    return rekey, life, rand
 
 
 def _nonempty(text: str) -> str:

@@ -15,7 +15,7 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TypeVar
 
 E = TypeVar("E")
@@ -119,19 +119,3 @@ def parse_secret(text: str) -> bytes:
         except (binascii.Error, ValueError):
             raise ValueError("secret starts with 0s but is not valid base64") from None
     return text.encode("utf-8")
-
-
-def ranged(
-    parse: Callable[[str], float], low: float, high: float | None = None
-) -> Callable[[str], float]:
-    """A duration/number parser with bounds (for settings where 0 or negatives make no sense)."""
-
-    def inner(text: str) -> float:
-        value = parse(text)
-        if value < low:
-            raise ValueError(f"{value:g} is below the minimum of {low:g}")
-        if high is not None and value > high:
-            raise ValueError(f"{value:g} is above the maximum of {high:g}")
-        return value
-
-    return inner
