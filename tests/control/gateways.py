@@ -235,7 +235,11 @@ class Gateway:
                 s.connect(str(self.socket_path))
             except OSError:
                 return False
-        return True
+        # the control socket opens before the UDP ports are bound: a peer initiating at once
+        # would meet a closed port and only get through on its retransmission
+        listening = [r for r in self.log_records()
+                     if str(r.get("msg", "")).startswith("listening on")]  # fmt: skip
+        return len(listening) >= self.starts  # the log file is shared by every start
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM (clean shutdown with Deletes), SIGKILL if it hangs; returns the exit code."""

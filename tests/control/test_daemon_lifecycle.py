@@ -45,7 +45,8 @@ def test_sigterm_deletes_tunnels_and_removes_the_socket(pair: Pair) -> None:
     a.child = "                start_action = start"
     b.start()
     a.start()
-    wait_until(lambda: established(b), what="the tunnel")
+    # A too: B is up before its IKE_AUTH answer reaches A, and A only deletes what it holds
+    wait_until(lambda: established(b) and established(a), what="the tunnel on both sides")
     assert a.stop() == 0
     assert not a.socket_path.exists()
     wait_until(lambda: not b.sas(), what="B to receive A's Delete")

@@ -47,7 +47,12 @@ def latest(qi: QuickikeDaemon, event: str, **match: Any) -> Record:
 
 
 def assert_same_ike_sa(qi: QuickikeDaemon, sa: IkeSaView) -> Record:
-    """quickike's newest IKE SA is charon's ``sa`` (same SPIs, same peer identities)."""
+    """quickike's newest IKE SA is charon's ``sa`` (same SPIs, same peer identities).
+
+    Waits for quickike to log that SA first: when quickike answered the exchange that made it,
+    charon can list the SA before quickike's log has it (quickike sends, then logs).
+    """
+    qi.wait_event("ike-up", spi_i=sa.spi_i, spi_r=sa.spi_r)
     up = latest(qi, "ike-up")
     assert (up["spi_i"], up["spi_r"]) == (sa.spi_i, sa.spi_r), (up, sa.data)
     assert up["local_id"] == sa.data["remote-id"] and up["remote_id"] == sa.data["local-id"]
@@ -57,8 +62,10 @@ def assert_same_ike_sa(qi: QuickikeDaemon, sa: IkeSaView) -> Record:
 
 
 def assert_same_child_sa(qi: QuickikeDaemon, sa: IkeSaView) -> Record:
-    """quickike's newest CHILD SA is the one charon has installed, SPIs crosswise."""
+    """quickike's newest CHILD SA is the one charon has installed, SPIs crosswise (waiting,
+    as above, for quickike to log it)."""
     (child,) = installed(sa)
+    qi.wait_event("child-up", spi_out=child["spi-in"])
     up = latest(qi, "child-up")
     assert up["spi_in"] == child["spi-out"] and up["spi_out"] == child["spi-in"], (up, child)
     assert up["local_ts"] == child["remote-ts"] and up["remote_ts"] == child["local-ts"]
@@ -75,6 +82,9 @@ def assert_tunnel(qi: QuickikeDaemon, charon: Charon, proposal: str, esp: str) -
     assert up["suite"].startswith(esp), up["suite"]
     ike = assert_same_ike_sa(qi, sa)
     assert ike["suite"] == QUICKIKE_KEYWORDS[proposal]
+    if not ike["initiator"]:  # quickike logs the IKE_AUTH response it sent after child-up
+        qi.wait_event("message", ike_uid=ike["ike_uid"], sent=True, exchange="IKE_AUTH",
+                      response=True)  # fmt: skip
     assert_same_child_sa(qi, sa)
     assert_clean(qi)
     return sa

@@ -43,6 +43,17 @@ def _tunnel_configs(pair: GatewayPair) -> tuple[dict[str, object], ...]:
     return conn_a, sec_a, conn_b, sec_b
 
 
+def _eventually(cond: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``cond``: ``ip netns exec`` enters the namespace a moment after it was spawned, and
+    SIGKILL delivery is asynchronous."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def _packets_in(sas: list[IkeSaView], child: str = "net") -> int:
     return sum(
         int(c.get("packets-in", 0)) for sa in sas for c in sa.children if c.get("name") == child
@@ -77,7 +88,7 @@ def test_lab_removes_namespaces_processes_and_files_after_an_exception() -> None
     with pytest.raises(RuntimeError, match="boom"), Lab() as lab:
         ns = lab.add_namespace("x")
         proc = ns.spawn(["sleep", "600"])
-        assert proc.alive() and ns.pids() == [proc.pid]
+        assert proc.alive() and _eventually(lambda: ns.pids() == [proc.pid]), ns.pids()
         raise RuntimeError("boom")
     assert not pid_alive(proc.pid)
     assert not [n for n in list_namespaces() if n.startswith(lab.prefix)]
@@ -87,10 +98,14 @@ def test_lab_removes_namespaces_processes_and_files_after_an_exception() -> None
 
 
 _CHILD = """
-import sys
+import sys, time
 from quickike.lab import Lab
 lab = Lab()
-proc = lab.add_namespace("t").spawn(["sleep", "600"])
+ns = lab.add_namespace("t")
+proc = ns.spawn(["sleep", "600"])
+deadline = time.monotonic() + 10  # `ip netns exec` enters the namespace a moment later
+while proc.pid not in ns.pids() and time.monotonic() < deadline:
+    time.sleep(0.01)
 print(lab.prefix, proc.pid, lab.workdir, flush=True)
 if sys.argv[1] == "exit":
     sys.exit(0)
@@ -272,7 +287,4 @@ def test_sweep_removes_what_a_killed_run_left_behind() -> None:
     removed = sweep_stale_namespaces()
     assert [n for n in removed if n.startswith(prefix)]
     assert not [n for n in list_namespaces() if n.startswith(prefix)]
-    deadline = time.monotonic() + 10
-    while not _gone(int(pid)) and time.monotonic() < deadline:
-        time.sleep(0.01)  # SIGKILL delivery is asynchronous
-    assert _gone(int(pid))
+    assert _eventually(lambda: _gone(int(pid)))

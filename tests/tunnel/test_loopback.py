@@ -110,13 +110,14 @@ def test_a_child_the_data_plane_cannot_run_is_a_configuration_error() -> None:
 
 def test_held_packets_are_dropped_when_the_tunnel_does_not_come() -> None:
     async def scene(p: LoopbackPair) -> None:
-        p.configure("A", initiator=False, start_action="trap", tun={"hold": "0.3s"})
+        # hold long enough that a busy machine's loop still sees all three held
+        p.configure("A", initiator=False, start_action="trap", tun={"hold": "1s"})
         await p.start("A")  # B never starts
         await p.ping("A", "B", 3)
         dp = p.a.dataplane
         tq = dp.trap_queue("site", "net")
         assert tq is not None and len(tq.packets) == 3 and dp.stats.trapped == 3
-        await p.until(lambda: dp.stats.trap_dropped == 3, 2, "held packets dropped")
+        await p.until(lambda: dp.stats.trap_dropped == 3, 5, "held packets dropped")
         assert not tq.packets and not p.a.host.probes.answered
 
     run(scene)
@@ -126,25 +127,28 @@ def test_esp_with_unknown_spis_gets_rate_limited_invalid_spi() -> None:
     async def scene(p: LoopbackPair) -> None:
         p.configure("B", initiator=False)
         await p.start("B")
+        assert p.b.daemon is not None and p.b.daemon.engine is not None
+        eng = p.b.daemon.engine
+        stats = p.b.dataplane.stats
         peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         peer.bind(("127.0.0.1", 0))
         peer.setblocking(False)
-        try:
-            for _ in range(200):  # a flood of ESP for SPIs B never had
-                peer.sendto(os.urandom(4) + b"\0\0\0\1" + os.urandom(40), ("127.0.0.2", p.b.nat_t))
-            await asyncio.sleep(0.3)
-            got = []
+        got: list[bytes] = []
+
+        def all_answers_in() -> bool:
             while True:
                 try:
                     got.append(peer.recv(2048))
                 except BlockingIOError:
-                    break
+                    return len(got) >= eng.counters["invalid-spi-sent"]
+
+        try:
+            for _ in range(200):  # a flood of ESP for SPIs B never had
+                peer.sendto(os.urandom(4) + b"\0\0\0\1" + os.urandom(40), ("127.0.0.2", p.b.nat_t))
+            await p.until(lambda: stats.unknown_spi == 200, 5, "B read the whole flood")
+            await p.until(all_answers_in, 5, "every INVALID_SPI B sent")
         finally:
             peer.close()
-        assert p.b.daemon is not None and p.b.daemon.engine is not None
-        eng = p.b.daemon.engine
-        stats = p.b.dataplane.stats
-        assert stats.unknown_spi == 200
         reported = eng.counters["esp-unknown-spi"]
         assert 0 < reported <= 32 and stats.unknown_spi_suppressed == 200 - reported
         sent = eng.counters["invalid-spi-sent"]
