@@ -641,7 +641,12 @@ def namespace_story(lab: Lab, pair: GatewayPair, workdir: Path, *, qcd: bool,
         end = time.monotonic() + limit
         while prober.probes.first_answer_after(ready) is None and time.monotonic() < end:
             time.sleep(0.005)
-        time.sleep(0.05)
+        first = prober.probes.first_answer_after(ready)
+        end = time.monotonic() + 2.0  # the tunnel keeps answering: a few pings to show it
+        while first is not None and prober.probes.answers_since(first) < 3:
+            if time.monotonic() > end:
+                break
+            time.sleep(0.005)
     finally:
         if prober is not None:
             prober.stop()
