@@ -1,19 +1,18 @@
 """Shared test helpers: prerequisites that skip locally but fail under CI, and the interop lab.
 
-Use from any test module with ``from conftest import require_root`` (tests/ is on sys.path), or
+The prerequisites themselves are in needs.py (``from needs import require_root``); the lab comes
 through the fixtures ``lab`` and ``make_charon``.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
-from quickike.lab import caps
+from needs import require_netns, require_root, require_strongswan, require_tun, unavailable
 from quickike.lab.charon import Charon, CharonSettings
 from quickike.lab.netns import Lab, Namespace, sweep_stale_namespaces
 
@@ -21,43 +20,11 @@ LAB_KEY = pytest.StashKey[Lab]()
 _swept = False
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() == "true"
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip on a developer machine; under CI=true a missing prerequisite is a failure."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: this must not be skipped)", pytrace=False)
-    pytest.skip(reason)
-
-
-def _require(reason: str | None) -> None:
-    if reason is not None:
-        unavailable(reason)
-
-
 @pytest.fixture
 def need_tshark() -> None:
     """tshark (installed by scripts/install-lab-deps) for decoding cross-checks."""
     if shutil.which("tshark") is None:
         unavailable("tshark is not installed (scripts/install-lab-deps installs it)")
-
-
-def require_root() -> None:
-    _require(caps.missing_root())
-
-
-def require_netns() -> None:
-    _require(caps.missing_netns())
-
-
-def require_tun() -> None:
-    _require(caps.missing_tun())
-
-
-def require_strongswan() -> None:
-    _require(caps.missing_strongswan())
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import vici
 
-from conftest import unavailable
+from needs import unavailable
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from ipaddress import IPv4Address, ip_interface
 
 import pytest
 
-from conftest import require_tun, unavailable
+from needs import require_tun, unavailable
 from quickike.dataplane.threads import DataPlaneThreads
 from quickike.dataplane.tun import TunDevice
 from quickike.dataplane.userspace import UserspaceDataPlane

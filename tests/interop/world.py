@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 from typing import Any
 
-from conftest import require_strongswan, require_tun
+from needs import require_strongswan, require_tun
 from quickike.lab.charon import Charon, CharonSettings, render_tree
 from quickike.lab.netns import GatewayPair, Lab, LabError
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_netns, require_root
+from needs import require_netns, require_root
 from quickike.lab import (
     Charon,
     CharonError,

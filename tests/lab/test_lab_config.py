@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import unavailable
+from needs import unavailable
 from quickike.lab import LabError
 from quickike.lab.capture import count_pcap_records
 from quickike.lab.charon import (

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from conftest import require_tun, unavailable
+from needs import require_tun, unavailable
 from quickike.daemon.demo import PSK, GatewayProcess, IcmpProber, gateway_config
 from quickike.lab.charon import Charon, CharonSettings, decode_vici, psk_gateway_configs
 from quickike.lab.netns import GatewayPair, Lab, netns_socket

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from conftest import require_strongswan
+from needs import require_strongswan
 from quickike.lab.netns import Lab
 
 from .netns_world import charon_on_b, events, need_ping, prober, quickike_on, vici_rekey, wait

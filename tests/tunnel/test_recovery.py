@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import require_tun
+from needs import require_tun
 from quickike.daemon.demo import SHORT_RETRANSMIT, namespace_story
 from quickike.engine.config import RetransmitPolicy
 from quickike.lab.netns import Lab
