@@ -44,6 +44,17 @@ from .errors import ProposalError
 
 EncrKey = tuple[EncrId, int | None]
 
+# Enum members used per offered and answered transform, as module constants:
+# ``EnumClass.MEMBER`` goes through EnumType's attribute hook and costs several times a
+# global lookup.
+_T_ENCR, _T_PRF, _T_INTEG, _T_DH, _T_ESN = (
+    TransformType.ENCR, TransformType.PRF, TransformType.INTEG, TransformType.DH, TransformType.ESN
+)
+_P_IKE, _P_ESP = ProtocolId.IKE, ProtocolId.ESP
+_DH_NONE, _INTEG_NONE = DhGroup.NONE, IntegId.NONE
+_NO_ESN, _ESN = EsnId.NO_ESN, EsnId.ESN
+_CHACHA = EncrId.CHACHA20_POLY1305
+
 _ENCR_KEYWORDS: dict[str, EncrKey] = {"aes": (EncrId.AES_CBC, 128)}
 for _bits in (128, 192, 256):
     _ENCR_KEYWORDS[f"aes{_bits}"] = (EncrId.AES_CBC, _bits)
@@ -287,20 +298,20 @@ class Suite:
             words.append(self.prf.keyword)
         if self.dh is not None:
             words.append(self.dh.keyword)
-        if self.protocol == ProtocolId.ESP:
+        if self.protocol == _P_ESP:
             words.append("esn" if self.esn else "noesn")
         return "-".join(words)
 
     def transforms(self) -> list[Transform]:
-        ts = [Transform(TransformType.ENCR, int(self.encr.id), self.encr.key_length_attr)]
+        ts = [Transform(_T_ENCR, int(self.encr.id), self.encr.key_length_attr)]
         if self.prf is not None:
-            ts.append(Transform(TransformType.PRF, int(self.prf.id)))
+            ts.append(Transform(_T_PRF, int(self.prf.id)))
         if self.integ is not None:
-            ts.append(Transform(TransformType.INTEG, int(self.integ.id)))
+            ts.append(Transform(_T_INTEG, int(self.integ.id)))
         if self.dh is not None:
-            ts.append(Transform(TransformType.DH, int(self.dh.id)))
-        if self.protocol == ProtocolId.ESP:
-            ts.append(Transform(TransformType.ESN, int(EsnId.ESN if self.esn else EsnId.NO_ESN)))
+            ts.append(Transform(_T_DH, int(self.dh.id)))
+        if self.protocol == _P_ESP:
+            ts.append(Transform(_T_ESN, int(_ESN if self.esn else _NO_ESN)))
         return ts
 
     def to_sa_payload(self, spi: bytes) -> SA:
@@ -327,16 +338,16 @@ def specs_to_sa_payload(
     for n, spec in enumerate(specs, 1):
         ts: list[Transform] = []
         for key in spec.encr:
-            ts.append(Transform(TransformType.ENCR, int(key[0]), _encr(key).key_length_attr))
-        ts += [Transform(TransformType.PRF, int(p)) for p in spec.prf]
-        ts += [Transform(TransformType.INTEG, int(i)) for i in spec.integ]
+            ts.append(Transform(_T_ENCR, int(key[0]), _encr(key).key_length_attr))
+        ts += [Transform(_T_PRF, int(p)) for p in spec.prf]
+        ts += [Transform(_T_INTEG, int(i)) for i in spec.integ]
         if include_dh:
             groups = list(spec.dh)
             if first_dh is not None and first_dh in groups:
                 groups.remove(first_dh)
                 groups.insert(0, first_dh)
-            ts += [Transform(TransformType.DH, int(g)) for g in groups]
-        ts += [Transform(TransformType.ESN, int(e)) for e in spec.esn]
+            ts += [Transform(_T_DH, int(g)) for g in groups]
+        ts += [Transform(_T_ESN, int(e)) for e in spec.esn]
         proposals.append(Proposal(n, spec.protocol, spi, ts))
     return SA(proposals)
 
@@ -379,25 +390,33 @@ def _digest(p: Proposal) -> _Offer | None:
             offer.skipped += 1
             continue
         tid = int(t.id)
-        if ttype == TransformType.ENCR:
-            if tid == EncrId.CHACHA20_POLY1305:
-                ok = t.key_length is None
+        # the enum members come from the algorithm tables (a dict lookup) rather than from
+        # Enum.__call__, which costs several times more and runs for every offered transform
+        if ttype == _T_ENCR:
+            if tid == _CHACHA:
+                encr = ENCR_ALGS[(tid, 256)] if t.key_length is None else None
             else:
-                ok = t.key_length is not None and (tid, t.key_length) in ENCR_ALGS
-            if ok:
-                offer.encr.append((EncrId(tid), t.key_length))
+                encr = ENCR_ALGS.get((tid, t.key_length)) if t.key_length is not None else None
+            if encr is not None:
+                offer.encr.append((encr.id, t.key_length))
                 continue
-        elif ttype == TransformType.PRF and tid in PRF_ALGS:
-            offer.prf.append(PrfId(tid))
-            continue
-        elif ttype == TransformType.INTEG and (tid == 0 or tid in INTEG_ALGS):
-            offer.integ.append(IntegId(tid))
-            continue
-        elif ttype == TransformType.DH and (tid == 0 or tid in DH_ALGS):
-            offer.dh.append(DhGroup(tid))
-            continue
-        elif ttype == TransformType.ESN and tid in (0, 1):
-            offer.esn.append(EsnId(tid))
+        elif ttype == _T_PRF:
+            prf = PRF_ALGS.get(tid)
+            if prf is not None:
+                offer.prf.append(prf.id)
+                continue
+        elif ttype == _T_INTEG:
+            integ = INTEG_ALGS.get(tid)
+            if integ is not None or tid == 0:
+                offer.integ.append(integ.id if integ is not None else _INTEG_NONE)
+                continue
+        elif ttype == _T_DH:
+            dh = DH_ALGS.get(tid)
+            if dh is not None or tid == 0:
+                offer.dh.append(dh.id if dh is not None else _DH_NONE)
+                continue
+        elif ttype == _T_ESN and tid in (0, 1):
+            offer.esn.append(_ESN if tid == 1 else _NO_ESN)
             continue
         offer.skipped += 1
     return offer
@@ -416,53 +435,53 @@ def _match(
     proto = spec.protocol
     if p.protocol != proto or proto not in _ALLOWED_TYPES:
         return None
-    if proto == ProtocolId.IKE and len(p.spi) not in (0, 8):
+    if proto == _P_IKE and len(p.spi) not in (0, 8):
         return None
-    if proto == ProtocolId.ESP and len(p.spi) != 4:
+    if proto == _P_ESP and len(p.spi) != 4:
         return None
     if not offer.types <= _ALLOWED_TYPES[proto]:
         return None
 
     prf: PrfAlg | None = None
-    if proto == ProtocolId.IKE:
+    if proto == _P_IKE:
         prfs = _common(spec.prf, offer.prf, prefer_ours)
         if not prfs:
             return None
         prf = PRF_ALGS[prfs[0]]
 
     dh: DhAlg | None = None
-    if proto == ProtocolId.IKE:
-        groups = _common(spec.dh, [g for g in offer.dh if g != DhGroup.NONE], prefer_ours)
+    if proto == _P_IKE:
+        groups = _common(spec.dh, [g for g in offer.dh if g != _DH_NONE], prefer_ours)
         if not groups:
             return None
         dh = DH_ALGS[groups[0]]
     elif not skip_dh:
-        ours_dh = spec.dh or [DhGroup.NONE]
-        if TransformType.DH not in offer.types:
-            if DhGroup.NONE not in ours_dh:
+        ours_dh = spec.dh or [_DH_NONE]
+        if _T_DH not in offer.types:
+            if _DH_NONE not in ours_dh:
                 return None
         else:
             groups = _common(ours_dh, offer.dh, prefer_ours)
             if not groups:
                 return None
-            dh = None if groups[0] == DhGroup.NONE else DH_ALGS[groups[0]]
+            dh = None if groups[0] == _DH_NONE else DH_ALGS[groups[0]]
 
     esn = False
-    if proto == ProtocolId.ESP:
-        esns = _common(spec.esn or [EsnId.NO_ESN], offer.esn, prefer_ours)
+    if proto == _P_ESP:
+        esns = _common(spec.esn or [_NO_ESN], offer.esn, prefer_ours)
         if not esns:
             return None
-        esn = esns[0] == EsnId.ESN
+        esn = esns[0] == _ESN
 
     for key in _common(spec.encr, offer.encr, prefer_ours):
         encr = _encr(key)
         integ: IntegAlg | None = None
         if encr.aead:
             # RFC 5282 §8: with an AEAD, INTEG is absent or NONE.
-            if TransformType.INTEG in offer.types and IntegId.NONE not in offer.integ:
+            if _T_INTEG in offer.types and _INTEG_NONE not in offer.integ:
                 continue
         else:
-            real = [i for i in offer.integ if i != IntegId.NONE]
+            real = [i for i in offer.integ if i != _INTEG_NONE]
             integs = _common(spec.integ, real, prefer_ours)
             if not integs:
                 continue

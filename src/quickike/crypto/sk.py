@@ -88,7 +88,10 @@ class SkProtector:
         self._out_mac: KeyedMac | None = None
         self._in_mac: KeyedMac | None = None
         if encr.aead:
-            encr.aead_cipher(out_e)  # refuse a bad key length now, not at the first message
+            # refuse a bad key length now, not at the first message (the same check as
+            # aead_cipher's, without building a cipher object that would be thrown away)
+            if len(out_e) != encr.keymat_size or len(in_e) != encr.keymat_size:
+                raise CryptoError(f"{encr.keyword} needs {encr.keymat_size} octets of key material")
             self._out_key, self._in_key = out_e, in_e
             self._icv = encr.icv_size
             self._iv = int.from_bytes(rng.bytes(8), "big")

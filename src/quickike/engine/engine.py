@@ -32,7 +32,7 @@ from ..wire.errors import CodecError
 from ..wire.framing import NON_ESP_MARKER
 from ..wire.header import HEADER_SIZE, Header
 from ..wire.message import Message, decode_payloads, encode_payloads
-from ..wire.payloads import SA, Encrypted, EncryptedFragment, Notify, Payload, notify
+from ..wire.payloads import SA, Encrypted, EncryptedFragment, Nonce, Notify, Payload, notify
 from . import events as ev
 from .config import CloseAction, DpdAction, StartAction, UniquePolicy
 from .dataplane import (
@@ -48,6 +48,10 @@ from .ordering import order
 from .ratelimit import KeyedBuckets, TokenBucket
 from .sa import ChildSa, ChildState, IkeSa, IkeState, Pending
 from .tasks.base import DropRequest, Outgoing, Status, Task
+from .tasks.child_create import ChildCreate
+from .tasks.ike_auth import IkeAuth
+from .tasks.ike_init import IkeInit
+from .tasks.natd import Natd
 from .timers import Timer, TimerQueue
 
 if TYPE_CHECKING:
@@ -63,6 +67,13 @@ _INIT = ExchangeType.IKE_SA_INIT
 _AUTH = ExchangeType.IKE_AUTH
 _CCSA = ExchangeType.CREATE_CHILD_SA
 _INFO = ExchangeType.INFORMATIONAL
+# Enum members as module constants for the per-message paths: ``EnumClass.MEMBER`` goes
+# through EnumType's attribute hook (its ``__getattr__``) and costs several times a global
+# lookup, and the task loops below test these once per task and message.
+_DONE = Status.DONE
+_FAILED = Status.FAILED
+_NEED_MORE = Status.NEED_MORE
+_DESTROYED = IkeState.DESTROYED
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,8 +297,6 @@ class Engine:
                           packet: tuple[Selector, Selector] | None) -> None:
         if packet is None:
             return
-        from .tasks.child_create import ChildCreate
-
         for task in (*sa.active, *sa.queued):
             if isinstance(task, ChildCreate) and task.config is not None \
                     and task.config.name == child_name and not task.ts_local:
@@ -786,8 +795,6 @@ class Engine:
         self._process_request(sa, msg)
 
     def _nonce_of(self, msg: Message) -> bytes:
-        from ..wire.payloads import Nonce
-
         n = msg.get(Nonce)
         return n.data if n is not None else b""
 
@@ -829,11 +836,6 @@ class Engine:
         self._process_response(sa, msg)
 
     def _responder_init_tasks(self, sa: IkeSa, conns: list[ConnectionConfig]) -> list[Task]:
-        from .tasks.child_create import ChildCreate
-        from .tasks.ike_auth import IkeAuth
-        from .tasks.ike_init import IkeInit
-        from .tasks.natd import Natd
-
         tasks: list[Task] = [
             IkeInit(self, sa, _INIT),
             Natd(self, sa, _INIT),
@@ -845,11 +847,6 @@ class Engine:
     # ------------------------------------------------------------------ task manager
 
     def _initiate(self, conn: ConnectionConfig, children: list[ChildConfig]) -> IkeSa:
-        from .tasks.child_create import ChildCreate
-        from .tasks.ike_auth import IkeAuth
-        from .tasks.ike_init import IkeInit
-        from .tasks.natd import Natd
-
         local, remote = self.policy.initiator_addresses(conn, self.source_address)
         sa = IkeSa(self.new_uid(), conn, True, self.new_ike_spi(), b"\x00" * 8, local, remote, self.now)
         self.sas[sa.spi_i] = sa
@@ -866,8 +863,6 @@ class Engine:
         self._initiate_next(sa)
 
     def queue_child_create(self, sa: IkeSa, child: ChildConfig) -> None:
-        from .tasks.child_create import ChildCreate
-
         self.queue_task(sa, ChildCreate(self, sa, _CCSA, child))
 
     def _child_queued(self, sa: IkeSa, child_name: str) -> bool:
@@ -881,7 +876,7 @@ class Engine:
         """Start the next exchange if none is outstanding (window size 1)."""
         if sa.pending is not None or sa.active or not sa.queued:
             return
-        if sa.state == IkeState.DESTROYED:
+        if sa.state == _DESTROYED:
             return
         exchange = sa.queued[0].exchange
         if exchange in (_INIT, _AUTH):
@@ -918,12 +913,12 @@ class Engine:
         out = Outgoing(exchange, False)
         for t in list(sa.active):
             st = t.build_i(out)
-            if st is Status.FAILED:
+            if st is _FAILED:
                 self._task_failed(sa, t)
-                if sa.state == IkeState.DESTROYED:
+                if sa.state == _DESTROYED:
                     return
                 sa.active.remove(t)
-            elif st is Status.DONE:
+            elif st is _DONE:
                 sa.active.remove(t)  # nothing to ask: the task finished without an exchange
         if not sa.active:
             self._initiate_next(sa)
@@ -978,17 +973,17 @@ class Engine:
             return
         sa.msg_id_out = pending.message_id + 1
         for t in list(sa.active):
-            if sa.state == IkeState.DESTROYED:
+            if sa.state == _DESTROYED:
                 return
             st = t.process_i(msg)
-            if st is Status.DONE:
+            if st is _DONE:
                 if t in sa.active:
                     sa.active.remove(t)
-            elif st is Status.FAILED:
+            elif st is _FAILED:
                 if t in sa.active:
                     sa.active.remove(t)
                 self._task_failed(sa, t)
-        if sa.state == IkeState.DESTROYED:
+        if sa.state == _DESTROYED:
             return
         if pending.exchange == _AUTH and sa.auth_done and not sa.active:
             sa.ni = sa.nr = b""
@@ -1037,7 +1032,7 @@ class Engine:
         failed: list[Task] = []
         try:
             for t in tasks:
-                if t.process_r(msg) is Status.FAILED:
+                if t.process_r(msg) is _FAILED:
                     failed.append(t)
         except DropRequest as e:
             self._drop("invalid-request", sa.remote, str(e))
@@ -1049,7 +1044,7 @@ class Engine:
         for t in tasks:
             st = t.build_r(out)
             if t in failed:
-                st = Status.FAILED
+                st = _FAILED
             results.append((t, st))
         message_id = msg.message_id
         datagrams = self._send_message(sa, out, message_id, response=True)
@@ -1060,9 +1055,9 @@ class Engine:
         passive_left: list[Task] = []
         destroy: Task | None = None
         for t, st in results:
-            if st is Status.NEED_MORE:
+            if st is _NEED_MORE:
                 passive_left.append(t)
-            elif st is Status.FAILED and not t.keep_sa:
+            elif st is _FAILED and not t.keep_sa:
                 destroy = destroy or t
         if exchange in (_INIT, _AUTH):
             sa.passive = [t for t in sa.passive if t not in tasks or t in passive_left]
@@ -1075,7 +1070,7 @@ class Engine:
             sa.ext_set("after_response", None)
             for fn in post:
                 fn()
-        if sa.state != IkeState.DESTROYED:
+        if sa.state != _DESTROYED:
             self._initiate_next(sa)
 
     def after_response(self, sa: IkeSa, fn: Callable[[], None]) -> None:

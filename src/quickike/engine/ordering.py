@@ -11,6 +11,12 @@ from ..wire.enums import ExchangeType, NotifyType, PayloadType
 from ..wire.payloads import Notify, Payload
 
 _N = int(PayloadType.NOTIFY)
+# plain ints: ``EnumClass.MEMBER`` goes through EnumType's attribute hook, and order() runs
+# for every message sent
+_IDI = int(PayloadType.IDi)
+_AUTH = int(ExchangeType.IKE_AUTH)
+#: notify types below this are errors (RFC 7296 §3.10.1, NotifyType.is_error)
+_FIRST_STATUS = 16384
 
 _RANKS: dict[int, dict[int, int]] = {
     ExchangeType.IKE_SA_INIT: {
@@ -37,20 +43,28 @@ _NOTIFY_RANKS: dict[int, dict[int, int]] = {
 }
 
 
+#: an IKE_AUTH response: IDr leads, before the certificates (RFC 7296 §1.2: IDr, [CERT,] AUTH)
+_AUTH_RESPONSE_RANKS: dict[int, int] = {**_RANKS[ExchangeType.IKE_AUTH], PayloadType.IDr: 9}
+_NO_RANKS: dict[int, int] = {}
+
+
 def order(exchange: int, payloads: list[Payload]) -> list[Payload]:
     ranks = _RANKS.get(exchange)
     if ranks is None or len(payloads) < 2:
         return payloads
-    nranks = _NOTIFY_RANKS.get(exchange, {})
-    if exchange == ExchangeType.IKE_AUTH and all(p.payload_type != PayloadType.IDi for p in payloads):
-        # a response: IDr leads, before the certificates (RFC 7296 §1.2: IDr, [CERT,] AUTH)
-        ranks = {**ranks, PayloadType.IDr: 9}
+    nranks = _NOTIFY_RANKS.get(exchange, _NO_RANKS)
+    if exchange == _AUTH and all(p.payload_type != _IDI for p in payloads):
+        ranks = _AUTH_RESPONSE_RANKS
 
+    notify_rank = ranks[_N]
+
+    # called for every payload of every message sent: NotifyType.is_error's test inline
     def rank(p: Payload) -> int:
         if type(p) is Notify:
-            if p.type.is_error:
+            t = p.type
+            if t < _FIRST_STATUS:
                 return 1  # errors first: that is where peers look for them
-            return nranks.get(p.type, ranks[_N])
+            return nranks.get(t, notify_rank)
         return ranks.get(p.payload_type, 50)
 
     return sorted(payloads, key=rank)

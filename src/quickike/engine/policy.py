@@ -276,16 +276,20 @@ def runnable_specs(specs: list[ProposalSpec], check: EspTransformCheck) -> list[
     return out
 
 
+#: how specific an address spec is; built once (this runs per connection per IKE_SA_INIT)
+_ADDR_SCORES: dict[object, int] = {
+    AddrKind.ADDRESS: 3, AddrKind.RANGE: 2, AddrKind.SUBNET: 2, AddrKind.ANY: 1,
+}
+
+
 def _addr_score(specs: Iterable[object], ip: IPAddress) -> int:
     best = 0
     for spec in specs:
-        kind = getattr(spec, "kind", None)
         if not spec.contains(ip):  # type: ignore[attr-defined]
             continue
-        score = {AddrKind.ADDRESS: 3, AddrKind.RANGE: 2, AddrKind.SUBNET: 2, AddrKind.ANY: 1}.get(
-            kind, 0  # type: ignore[arg-type]
-        )
-        best = max(best, score)
+        score = _ADDR_SCORES.get(getattr(spec, "kind", None), 0)
+        if score > best:
+            best = score
     return best
 
 
@@ -294,7 +298,9 @@ def to_selector(ts: TrafficSelectorConfig, host: IPAddress | None) -> Selector |
     if ts.dynamic:
         if host is None:
             return None
-        ts = ts.bind(host)
+        # what ts.bind(host) gives, without building (and naming) a configuration object
+        # that would be thrown away: this runs for every selector of every CHILD SA set up
+        return Selector(host, host, ts.protocol, ts.start_port, ts.end_port)
     assert ts.start is not None and ts.end is not None
     return Selector(ts.start, ts.end, ts.protocol, ts.start_port, ts.end_port)
 

@@ -70,11 +70,17 @@ class Role(enum.Enum):
 
     @property
     def makes(self) -> bool:
-        return self in (Role.BOTH, Role.MAKER)
+        return self in _MAKERS
 
     @property
     def takes(self) -> bool:
-        return self in (Role.BOTH, Role.TAKER)
+        return self in _TAKERS
+
+
+#: built once: ``Role.X`` goes through EnumType's attribute hook, and QCD asks makes/takes
+#: several times per IKE SA
+_MAKERS = frozenset({Role.BOTH, Role.MAKER})
+_TAKERS = frozenset({Role.BOTH, Role.TAKER})
 
 
 class OverLimit(enum.Enum):

@@ -17,6 +17,7 @@ the token in a secure manner") and compares digests with
 
 from __future__ import annotations
 
+import functools
 import hmac as _stdlib_hmac
 import ipaddress
 from collections.abc import Iterable, Sequence
@@ -36,8 +37,13 @@ TOKENS_PER_MESSAGE = 4
 QCD = NotifyType.QUICK_CRASH_DETECTION
 
 
+@functools.lru_cache(maxsize=4096)
 def address_octets(address: str) -> bytes:
-    """The taker's address as hashed by §5.2: 4 or 16 octets, IPv4-mapped IPv6 as IPv4."""
+    """The taker's address as hashed by §5.2: 4 or 16 octets, IPv4-mapped IPv6 as IPv4.
+
+    Cached: every token given to a peer parses its address text again, and a gateway
+    talks to the same peers over and over (parsing costs more than the HMAC).
+    """
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
@@ -67,9 +73,13 @@ def token_notify(token: bytes) -> Notify:
 
 
 def token_digest(token: bytes) -> bytes:
-    h = hashes.Hash(hashes.SHA256())
+    h = _SHA256.copy()
     h.update(token)
     return h.finalize()
+
+
+#: an empty SHA-256 context that is only ever copied (cheaper than a new Hash per token)
+_SHA256 = hashes.Hash(hashes.SHA256())
 
 
 def received_tokens(notifies: Iterable[Notify]) -> tuple[list[bytes], int]:

@@ -10,6 +10,9 @@ from .errors import CodecError
 
 HEADER_SIZE = 28
 _HEADER = struct.Struct("!8s8sBBBBII")
+#: value -> member: every received datagram is decoded, and a dict lookup is several times
+#: cheaper than ExchangeType.__call__ (unknown values still go through the enum)
+_EXCHANGES: dict[int, ExchangeType] = {int(m): m for m in ExchangeType}
 
 
 @dataclass(slots=True)
@@ -59,9 +62,10 @@ class Header:
             )
         if length != len(data):
             raise CodecError(f"header length {length} but datagram holds {len(data)} octets")
-        return cls(
-            spi_i, spi_r, nxt, ExchangeType(exch), flags, msg_id, length, major, version & 0x0F
-        )
+        exchange = _EXCHANGES.get(exch)
+        if exchange is None:
+            exchange = ExchangeType(exch)
+        return cls(spi_i, spi_r, nxt, exchange, flags, msg_id, length, major, version & 0x0F)
 
 
 def pack_header(

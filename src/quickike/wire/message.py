@@ -28,6 +28,7 @@ _GENERIC = struct.Struct("!BBH")
 _CRITICAL = 0x80
 _SK = int(PayloadType.SK)
 _SKF = int(PayloadType.SKF)
+_SK_CLASSES = (Encrypted, EncryptedFragment)
 
 P = TypeVar("P", bound=Payload)
 
@@ -38,20 +39,22 @@ def encode_payloads(payloads: Sequence[Payload]) -> tuple[int, bytes]:
     The last payload's Next field is 0 unless it is SK/SKF, whose Next field
     names the first payload *inside* it.
     """
+    # Hot path (every message sent): the Next fields are read once up front instead of
+    # indexing the list per payload, and the isinstance check takes a tuple (cheaper than
+    # a union type).
     parts: list[bytes] = []
-    n = len(payloads)
-    for i, p in enumerate(payloads):
+    nexts = [p.payload_type for p in payloads]
+    nexts.append(0)
+    pack = _GENERIC.pack
+    for i, p in enumerate(payloads, 1):
         body = p.encode_body()
-        if isinstance(p, Encrypted | EncryptedFragment):
-            nxt = p.next_inner
-        else:
-            nxt = payloads[i + 1].payload_type if i + 1 < n else 0
+        nxt = p.next_inner if isinstance(p, _SK_CLASSES) else nexts[i]
         length = 4 + len(body)
         if length > 0xFFFF:
             raise CodecError(f"{p.ptype} payload of {length} octets does not fit its length field")
-        parts.append(_GENERIC.pack(nxt, _CRITICAL if p.critical else 0, length))
+        parts.append(pack(nxt, _CRITICAL if p.critical else 0, length))
         parts.append(body)
-    return (payloads[0].payload_type if payloads else 0), b"".join(parts)
+    return nexts[0], b"".join(parts)
 
 
 def decode_payloads(
@@ -92,7 +95,8 @@ def decode_payloads(
             p: Payload = UnknownPayload(nxt, bytes(body))
         else:
             p = cls.decode_body(body)
-        p.critical = bool(flags & _CRITICAL)
+        if flags & _CRITICAL:  # the default is False: set only when it changes something
+            p.critical = True
         out.append(p)
         off += length
         nxt = following

@@ -44,6 +44,7 @@ _U32 = struct.Struct("!I")
 _KE_HDR = struct.Struct("!HH")
 _PROPOSAL_HDR = struct.Struct("!BBHBBBB")
 _TRANSFORM_HDR = struct.Struct("!BBHBBH")
+_TRANSFORM_KL = struct.Struct("!BBHBBHHH")  # a transform whose only attribute is a Key Length
 _TS_HDR = struct.Struct("!BBHHH")
 _NOTIFY_HDR = struct.Struct("!BBH")
 _DELETE_HDR = struct.Struct("!BBH")
@@ -55,6 +56,12 @@ _KEY_LENGTH_TV = _ATTR_TV | TransformAttr.KEY_LENGTH
 _TRANSFORM_TYPES: dict[int, TransformType] = {int(m): m for m in TransformType}
 _PROTOCOLS: dict[int, ProtocolId] = {int(m): m for m in ProtocolId}
 _NOTIFY_TYPES: dict[int, NotifyType] = {int(m): m for m in NotifyType}
+# members read per identity / selector as module constants: ``EnumClass.MEMBER`` goes through
+# EnumType's attribute hook and costs several times a global lookup
+_ID_IPV4, _ID_IPV6, _ID_FQDN, _ID_RFC822, _ID_KEY = (
+    IdType.IPV4_ADDR, IdType.IPV6_ADDR, IdType.FQDN, IdType.RFC822_ADDR, IdType.KEY_ID
+)
+_TS_V4, _TS_V6 = TsType.IPV4_ADDR_RANGE, TsType.IPV6_ADDR_RANGE
 
 
 def _need(cond: bool, what: str) -> None:
@@ -106,6 +113,14 @@ class Transform:
         return enum(self.id) if enum else ProtocolId(self.id)
 
     def encode(self, last: bool) -> bytes:
+        # Fast path for the two shapes nearly every transform has (every offer and answer
+        # encodes several): one pack call instead of building and joining attribute parts.
+        if not self.attributes:
+            if self.key_length is None:
+                return _TRANSFORM_HDR.pack(0 if last else 3, 0, 8, self.type, 0, self.id)
+            return _TRANSFORM_KL.pack(
+                0 if last else 3, 0, 12, self.type, 0, self.id, _KEY_LENGTH_TV, self.key_length
+            )
         attrs = []
         if self.key_length is not None:
             attrs.append(
@@ -277,15 +292,15 @@ class Identification(Payload):
         """Human form, as strongSwan prints identities."""
         t = self.id_type
         try:
-            if t == IdType.IPV4_ADDR and len(self.data) == 4:
+            if t == _ID_IPV4 and len(self.data) == 4:
                 return str(IPv4Address(self.data))
-            if t == IdType.IPV6_ADDR and len(self.data) == 16:
+            if t == _ID_IPV6 and len(self.data) == 16:
                 return str(IPv6Address(self.data))
-            if t in (IdType.FQDN, IdType.RFC822_ADDR):
+            if t in (_ID_FQDN, _ID_RFC822):
                 return self.data.decode("ascii", "backslashreplace")
         except ValueError:
             pass
-        if t == IdType.KEY_ID:
+        if t == _ID_KEY:
             return "@#" + self.data.hex()
         return f"{t}:{self.data.hex()}"
 
@@ -371,9 +386,12 @@ class Notify(Payload):
 
     @classmethod
     def decode_body(cls, body: Buffer) -> Notify:
-        _need(len(body) >= 4, "Notify payload truncated")
+        # plain ifs rather than _need(): about ten notifies per IKE SA setup pass here
+        if len(body) < 4:
+            raise CodecError("Notify payload truncated")
         proto, spi_size, ntype = _NOTIFY_HDR.unpack_from(body)
-        _need(len(body) >= 4 + spi_size, "Notify SPI truncated")
+        if len(body) < 4 + spi_size:
+            raise CodecError("Notify SPI truncated")
         nt = _NOTIFY_TYPES.get(ntype)
         protocol = _PROTOCOLS.get(proto)
         return cls(
@@ -441,7 +459,7 @@ class TrafficSelector:
 
     @property
     def ts_type(self) -> TsType:
-        return TsType.IPV4_ADDR_RANGE if self.start_addr.version == 4 else TsType.IPV6_ADDR_RANGE
+        return _TS_V4 if self.start_addr.version == 4 else _TS_V6
 
     def encode(self) -> bytes:
         _need(self.start_addr.version == self.end_addr.version, "selector mixes address families")
@@ -489,6 +507,37 @@ class UnknownSelector:
         )
 
 
+#: the whole encoded selector -> its decoded (immutable) form; see _address_selector
+_decoded_selectors: dict[bytes, TrafficSelector] = {}
+_DECODED_SELECTORS_MAX = 4096
+
+
+def _address_selector(encoded: bytes) -> TrafficSelector:
+    """An IPv4/IPv6 range selector from its whole encoding (header included, length checked).
+
+    Every CHILD SA between two sites carries the same few selectors, and building one (two
+    address objects and a frozen dataclass) costs more than a dict lookup. Selectors are
+    immutable, so one shared instance is as good as a fresh one; the table is bounded and
+    simply emptied when full.
+    """
+    ts = _decoded_selectors.get(encoded)
+    if ts is not None:
+        return ts
+    _, proto, _, sport, eport = _TS_HDR.unpack_from(encoded)
+    if len(encoded) == 16:
+        ts = TrafficSelector(
+            IPv4Address(encoded[8:12]), IPv4Address(encoded[12:]), proto, sport, eport
+        )
+    else:
+        ts = TrafficSelector(
+            IPv6Address(encoded[8:24]), IPv6Address(encoded[24:]), proto, sport, eport
+        )
+    if len(_decoded_selectors) >= _DECODED_SELECTORS_MAX:
+        _decoded_selectors.clear()
+    _decoded_selectors[encoded] = ts
+    return ts
+
+
 @dataclass(slots=True)
 class TrafficSelectors(Payload):
     selectors: list[TrafficSelector | UnknownSelector] = field(default_factory=list)
@@ -507,24 +556,21 @@ class TrafficSelectors(Payload):
                 raise CodecError(f"TS payload announces {count} selectors but holds {i}")
             _need(end - pos >= 8, "traffic selector truncated")
             tstype, proto, length, sport, eport = _TS_HDR.unpack_from(body, pos)
-            _need(8 <= length <= end - pos, f"traffic selector length {length} out of bounds")
-            raw = bytes(body[pos + 8 : pos + length])
-            if tstype == TsType.IPV4_ADDR_RANGE:
+            # plain ifs: no error text is built unless it is raised (every IKE_AUTH passes here)
+            if not 8 <= length <= end - pos:
+                raise CodecError(f"traffic selector length {length} out of bounds")
+            if tstype == _TS_V4:
                 _need(length == 16, "IPv4 traffic selector must be 16 octets")
-                out.append(
-                    TrafficSelector(IPv4Address(raw[:4]), IPv4Address(raw[4:]), proto, sport, eport)
-                )
-            elif tstype == TsType.IPV6_ADDR_RANGE:
+                out.append(_address_selector(bytes(body[pos : pos + length])))
+            elif tstype == _TS_V6:
                 _need(length == 40, "IPv6 traffic selector must be 40 octets")
-                out.append(
-                    TrafficSelector(
-                        IPv6Address(raw[:16]), IPv6Address(raw[16:]), proto, sport, eport
-                    )
-                )
+                out.append(_address_selector(bytes(body[pos : pos + length])))
             else:
+                raw = bytes(body[pos + 8 : pos + length])
                 out.append(UnknownSelector(tstype, proto, sport, eport, raw))
             pos += length
-        _need(pos == end, f"TS payload: {end - pos} octets after its {count} selectors")
+        if pos != end:
+            raise CodecError(f"TS payload: {end - pos} octets after its {count} selectors")
         return cls(out)
 
 

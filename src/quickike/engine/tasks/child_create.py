@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from ..sa import IkeSa
 
 NONCE_SIZE = 32
+#: a module constant: ``ExchangeType.IKE_AUTH`` goes through EnumType's attribute hook, and
+#: _in_auth() is asked several times per CHILD SA
+_AUTH = ExchangeType.IKE_AUTH
 
 #: address text -> address object; parsing showed up in profiles of 10,000 CHILD SAs
 _ip = functools.lru_cache(maxsize=65536)(ipaddress.ip_address)
@@ -86,7 +89,7 @@ class ChildCreate(Task):
     # ------------------------------------------------------------ shared
 
     def _in_auth(self) -> bool:
-        return self.exchange == ExchangeType.IKE_AUTH
+        return self.exchange == _AUTH
 
     def _host(self, addr: tuple[str, int]) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         return _ip(addr[0])

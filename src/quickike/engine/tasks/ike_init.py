@@ -9,6 +9,7 @@ algorithms, RFC 7427).
 from __future__ import annotations
 
 import functools
+import struct
 from typing import TYPE_CHECKING
 
 from ...crypto.algorithms import DhKeyPair, dh_alg
@@ -29,10 +30,20 @@ if TYPE_CHECKING:
 
 NONCE_SIZE = 32
 MAX_RETRIES = 5
+# members read per exchange as module constants: ``EnumClass.MEMBER`` goes through EnumType's
+# attribute hook and costs several times a global lookup
+_COOKIE = NotifyType.COOKIE
+_INVALID_KE = NotifyType.INVALID_KE_PAYLOAD
+_FRAG_SUPPORTED = NotifyType.IKEV2_FRAGMENTATION_SUPPORTED
+_HASH_ALGS = NotifyType.SIGNATURE_HASH_ALGORITHMS
+_FRAG_NO = Fragmentation.NO
+_X25519 = DhGroup.CURVE25519
 
 
 def hash_list(data: bytes) -> tuple[int, ...]:
-    return tuple(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data) - 1, 2))
+    """The 16-bit numbers of the notify data (an odd last octet is ignored), in one unpack."""
+    n = len(data) // 2
+    return struct.unpack_from(f"!{n}H", data) if n else ()
 
 
 class IkeInit(Task):
@@ -53,7 +64,7 @@ class IkeInit(Task):
         assert sa.conn is not None
         specs = eng.policy.ike_specs(sa.conn)
         if self.group is None:
-            self.group = next((g for s in specs for g in s.dh), DhGroup.CURVE25519)
+            self.group = next((g for s in specs for g in s.dh), _X25519)
         if self.dh is None or self.dh.group != self.group:
             alg = dh_alg(self.group)
             if alg is None:
@@ -62,17 +73,17 @@ class IkeInit(Task):
         if not sa.ni:
             sa.ni = eng.rng.bytes(NONCE_SIZE)
         if sa.cookie:
-            out.add(notify(NotifyType.COOKIE, sa.cookie))
+            out.add(notify(_COOKIE, sa.cookie))
         out.add(specs_to_sa_payload(specs, first_dh=self.group), KE(self.group, self.dh.public), Nonce(sa.ni))
-        if sa.conn.fragmentation != Fragmentation.NO:
-            out.add(notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+        if sa.conn.fragmentation != _FRAG_NO:
+            out.add(notify(_FRAG_SUPPORTED))
         out.add(_hash_notify())
         return Status.NEED_MORE
 
     def process_i(self, msg: Message) -> Status:
         sa, eng = self.sa, self.engine
         assert sa.conn is not None
-        cookie = msg.notify(NotifyType.COOKIE)
+        cookie = msg.notify(_COOKIE)
         if cookie is not None:
             if self.retries >= MAX_RETRIES or not 1 <= len(cookie.data) <= 64:
                 return self.fail("responder keeps asking for cookies")
@@ -80,13 +91,13 @@ class IkeInit(Task):
             sa.cookie = cookie.data
             eng.counters["cookie-retries"] += 1
             return Status.NEED_MORE
-        invalid_ke = msg.notify(NotifyType.INVALID_KE_PAYLOAD)
+        invalid_ke = msg.notify(_INVALID_KE)
         if invalid_ke is not None:
             wanted = DhGroup(int.from_bytes(invalid_ke.data[:2], "big")) if len(invalid_ke.data) >= 2 else None
             ours = {g for s in eng.policy.ike_specs(sa.conn) for g in s.dh}
             if wanted is None or wanted not in ours or wanted == self.group or self.retries >= MAX_RETRIES:
                 return self.fail(f"responder wants DH group {wanted}, which we do not offer",
-                                 NotifyType.INVALID_KE_PAYLOAD)
+                                 _INVALID_KE)
             self.retries += 1
             self.group = wanted
             self.dh = None
@@ -103,7 +114,7 @@ class IkeInit(Task):
         except ProposalError as e:
             return self.fail(f"unacceptable proposal: {e}", NotifyType.NO_PROPOSAL_CHOSEN)
         if suite.dh is None or suite.dh.id != ke.group or ke.group != self.group:
-            return self.fail("responder's KE does not match the chosen group", NotifyType.INVALID_KE_PAYLOAD)
+            return self.fail("responder's KE does not match the chosen group", _INVALID_KE)
         if not 16 <= len(nonce.data) <= 256:
             return self.fail("responder's nonce has a bad length", NotifyType.INVALID_SYNTAX)
         assert self.dh is not None
@@ -136,7 +147,7 @@ class IkeInit(Task):
         if suite.dh.id != ke.group:
             self.group = suite.dh.id
             return self.fail(f"initiator guessed DH group {ke.group}, we want {suite.dh.id}",
-                             NotifyType.INVALID_KE_PAYLOAD)
+                             _INVALID_KE)
         if not 16 <= len(nonce.data) <= 256:
             raise DropRequest("nonce length out of range")
         self.dh = suite.dh.generate(eng.rng)
@@ -156,14 +167,14 @@ class IkeInit(Task):
         sa = self.sa
         if self.error is not None:
             data = b""
-            if self.error == NotifyType.INVALID_KE_PAYLOAD and self.group is not None:
+            if self.error == _INVALID_KE and self.group is not None:
                 data = int(self.group).to_bytes(2, "big")
             out.add(notify(self.error, data))
             return Status.FAILED
         assert self.suite is not None and self.dh is not None
         out.add(self.suite.to_sa_payload(b""), KE(self.dh.group, self.dh.public), Nonce(sa.nr))
         if sa.frag_supported:
-            out.add(notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
+            out.add(notify(_FRAG_SUPPORTED))
         if sa.peer_hashes:
             out.add(_hash_notify())
         certreq = self._certreq()
@@ -195,14 +206,14 @@ def _hash_data() -> bytes:
 
 
 def _hash_notify() -> Notify:
-    return notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, _hash_data())
+    return notify(_HASH_ALGS, _hash_data())
 
 
 def _capabilities(sa: IkeSa, msg: Message) -> None:
     conn = sa.conn
-    frag = msg.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
-    sa.frag_supported = frag and conn is not None and conn.fragmentation != Fragmentation.NO
-    hashes = msg.notify(NotifyType.SIGNATURE_HASH_ALGORITHMS)
+    frag = msg.notify(_FRAG_SUPPORTED) is not None
+    sa.frag_supported = frag and conn is not None and conn.fragmentation != _FRAG_NO
+    hashes = msg.notify(_HASH_ALGS)
     sa.peer_hashes = hash_list(hashes.data) if hashes is not None else ()
 
 

@@ -15,6 +15,13 @@ from ...wire.message import Message
 from ...wire.payloads import notify
 from .base import Outgoing, Status, Task
 
+# module constants: ``NotifyType.X`` goes through EnumType's attribute hook (several times
+# the cost of a global), and _check() compares every notify of the message with them
+_NATD_SRC = NotifyType.NAT_DETECTION_SOURCE_IP
+_NATD_DST = NotifyType.NAT_DETECTION_DESTINATION_IP
+_COOKIE = NotifyType.COOKIE
+_INVALID_KE = NotifyType.INVALID_KE_PAYLOAD
+
 
 class Natd(Task):
     __slots__ = ()
@@ -30,16 +37,13 @@ class Natd(Task):
         src, dst = self._hashes(spi_r)
         if self.engine.encap_forced(self.sa.conn):
             src = self.engine.rng.bytes(20)  # a source hash nobody can match forces NAT-T
-        out.add(
-            notify(NotifyType.NAT_DETECTION_SOURCE_IP, src),
-            notify(NotifyType.NAT_DETECTION_DESTINATION_IP, dst),
-        )
+        out.add(notify(_NATD_SRC, src), notify(_NATD_DST, dst))
 
     def _check(self, msg: Message) -> bool:
         """Compare the peer's hashes with ours; False if the peer sent none."""
         sa = self.sa
-        srcs = [n.data for n in msg.notifies() if n.type == NotifyType.NAT_DETECTION_SOURCE_IP]
-        dst = msg.notify(NotifyType.NAT_DETECTION_DESTINATION_IP)
+        srcs = [n.data for n in msg.notifies() if n.type == _NATD_SRC]
+        dst = msg.notify(_NATD_DST)
         if not srcs or dst is None:
             return False
         # the peer hashed with the SPIs of its message's header
@@ -55,7 +59,7 @@ class Natd(Task):
 
     def process_i(self, msg: Message) -> Status:
         sa = self.sa
-        if msg.notify(NotifyType.COOKIE) or msg.notify(NotifyType.INVALID_KE_PAYLOAD):
+        if msg.notify(_COOKIE) or msg.notify(_INVALID_KE):
             return Status.NEED_MORE
         encap = self.engine.encap_forced(sa.conn)
         self._check(msg)
