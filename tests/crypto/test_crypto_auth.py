@@ -10,7 +10,7 @@ from ipaddress import IPv4Address, IPv6Address
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, x25519
 from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -370,6 +370,27 @@ def test_loading_and_certreq_hash(pki: dict[str, object], rsa_key: rsa.RSAPrivat
     spki = ca.public_key().public_bytes(serialization.Encoding.DER,
                                         serialization.PublicFormat.SubjectPublicKeyInfo)
     assert certreq_hash(ca) == hashlib.sha1(spki).digest()
+
+
+def test_keys_ike_cannot_sign_with_are_refused() -> None:
+    """X25519 is a key-agreement key: neither a private key file nor a certificate with one
+    may be loaded as an AUTH key (typed error, not a key object of the wrong kind)."""
+    xkey = x25519.X25519PrivateKey.generate()
+    pem = xkey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    with pytest.raises(AuthError, match="unsupported private key type"):
+        load_private_key(pem)
+    issuer = ed25519.Ed25519PrivateKey.generate()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x25519 holder")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(xkey.public_key()).serial_number(1)
+        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        .sign(issuer, None)
+    )
+    with pytest.raises(AuthError, match="unsupported public key type"):
+        public_key(cert)
 
 
 def test_end_to_end_certificate_auth(pki: dict[str, object], rsa_key: rsa.RSAPrivateKey) -> None:

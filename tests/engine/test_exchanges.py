@@ -127,6 +127,43 @@ def test_invalid_ke_retry():
     assert "ecp256" in a.of(ev.IkeSaUp)[0].suite
 
 
+def test_child_rekey_invalid_ke_retry():
+    """The peer wants another PFS group: the rekey is sent again with it (§1.3, §1.2)."""
+    a_child = child(esp="aes128gcm16-x25519-ecp256-esn")
+    b_child = child(local="10.2.0.0/16", remote="10.1.0.0/16", esp="aes128gcm16-ecp256-esn")
+    net, a, b = pair((a_child,), (b_child,))
+    up(net, a, b)
+    (c,) = a.of(ev.ChildSaUp)
+    assert a.engine.rekey_child(c.child_uid, net.now)
+    net.settle()
+    answers = [e.payloads for e in a.events
+               if isinstance(e, ev.MessageTrace) and not e.sent and e.exchange == "CREATE_CHILD_SA"]
+    assert answers[0] == ("N(INVALID_KE_PAYLOAD)",) and "KE" in answers[1]
+    for n in (a, b):
+        ups = n.of(ev.ChildSaUp)
+        assert len(ups) == 2 and ups[1].rekeyed_from == ups[0].child_uid
+        assert [d.reason for d in n.of(ev.ChildSaDown)] == ["rekeyed"]
+        assert len(n.dataplane.children) == 1
+
+
+def test_a_child_rekey_asked_twice_while_another_exchange_runs_is_queued_once():
+    """Manual rekey and soft expiry can ask for the same CHILD's rekey while the IKE SA is busy:
+    one rekey task waits, not two."""
+    net, a, b = pair()
+    up(net, a, b)
+    (c,) = a.of(ev.ChildSaUp)
+    (ike,) = a.of(ev.IkeSaUp)
+    assert a.engine.liveness_check(ike.ike_uid, net.now)  # keeps the window (size 1) busy
+    assert a.engine.rekey_child(c.child_uid, net.now)
+    assert a.engine.rekey_child(c.child_uid, net.now)
+    (sa,) = a.engine.sas.values()
+    assert [t.kind for t in sa.queued].count("child-rekey") == 1, [t.kind for t in sa.queued]
+    net.settle()
+    for n in (a, b):
+        ups = n.of(ev.ChildSaUp)
+        assert len(ups) == 2 and ups[1].rekeyed_from == ups[0].child_uid
+
+
 def test_retransmission_and_cached_response():
     net, a, b = pair()
     dropped = []

@@ -15,7 +15,7 @@ from quickike.engine import events as ev
 from quickike.engine.config import StartAction
 from quickike.engine.extension import Extension
 from quickike.engine.sa import ChildSa, IkeSa
-from quickike.qcd import MemoryChildSpiMap
+from quickike.qcd import MemoryChildSpiMap, QcdPolicy
 from quickike.qcd.state import Dampening
 from quickike.wire.enums import FLAG_INITIATOR
 from quickike.wire.payloads import EncryptedFragment
@@ -150,8 +150,11 @@ def test_replacement_that_fails_takes_the_condemned_sa_along() -> None:
     assert downs[0].time == pytest.approx(teardown.time + 5.0)
 
 
-def test_only_the_first_fragment_of_an_unknown_request_is_answered() -> None:
-    net, ga, gb = gateways()
+@pytest.mark.parametrize("qcd", [True, False], ids=["qcd", "plain"])
+def test_only_the_first_fragment_of_an_unknown_request_is_answered(qcd: bool) -> None:
+    """With QCD the answer carries tokens, without it it is a bare INVALID_IKE_SPI: either way
+    one answer per fragmented request, not one per fragment."""
+    net, ga, gb = gateways(b_policy=QcdPolicy(enable=qcd))
     bring_up(net, ga, gb)
     since = net.now
     for number in (2, 3, 1):
@@ -159,7 +162,9 @@ def test_only_the_first_fragment_of_an_unknown_request_is_answered() -> None:
         data = unprotected(b"\x05" * 8, b"\x06" * 8, 37, FLAG_INITIATOR, 7, [frag])
         deliver(gb, data, net, ("198.51.100.4", 500))
         assert len(sent_by(net, B_IP, since)) == (1 if number == 1 else 0)
-    assert gb.node.engine.counters["qcd:tokens-sent"] == 1  # type: ignore[union-attr]
+    counters = gb.node.engine.counters  # type: ignore[union-attr]
+    assert counters["qcd:tokens-sent"] == (1 if qcd else 0)
+    assert counters["invalid-ike-spi-sent"] == (0 if qcd else 1)
 
 
 def test_reply_window_after_boot() -> None:

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,30 @@ def test_first_start_creates_a_0600_file_in_a_0700_directory(tmp_path: Path) -> 
     again = SecretKeyring(FileSecretStore(str(path)))
     assert [n.kind for n in again.open(1_700_000_100.0)] == ["secret-loaded"]
     assert again.secrets == keyring.secrets
+
+
+def test_two_gateways_starting_together_on_one_empty_store_share_one_secret(
+    tmp_path: Path,
+) -> None:
+    """Hot standby on a shared state directory: the second start, begun while the first is
+    making the secret, waits for it and loads it instead of writing one of its own."""
+    path = str(tmp_path / "qcd.secret")
+    second = SecretKeyring(FileSecretStore(path))
+    runner = threading.Thread(target=second.open, args=(1_700_000_001.0,))
+
+    def first_random(n: int) -> bytes:  # called between finding no file and writing one
+        if not runner.is_alive() and runner.ident is None:
+            runner.start()
+            runner.join(0.5)  # without one critical section it would finish here
+        return os.urandom(n)
+
+    first = SecretKeyring(FileSecretStore(path), random_bytes=first_random)
+    assert [n.kind for n in first.open(1_700_000_000.0)] == ["secret-created"]
+    runner.join(10)
+    assert not runner.is_alive()
+    stored = FileSecretStore(path).load()
+    assert stored is not None
+    assert second.secrets == first.secrets == stored
 
 
 def test_secret_length_is_configurable(tmp_path: Path) -> None:

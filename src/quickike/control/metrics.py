@@ -72,12 +72,8 @@ _FROM_EVENTS = frozenset({"liveness-checks"})
 _QCD_COUNTERS = {
     "token-sent": "qcd_tokens_sent",
     "token-accepted": "qcd_tokens_verified",
-    "token-verified": "qcd_tokens_verified",
-    "token-valid": "qcd_tokens_verified",
     "token-rejected": "qcd_tokens_rejected",
-    "token-invalid": "qcd_tokens_rejected",
     "spoof-suspected": "qcd_spoof_alarms",
-    "spoof": "qcd_spoof_alarms",
 }
 _ASKED = "metrics.asked_at"
 

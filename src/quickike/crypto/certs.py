@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable, Sequence
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -64,11 +64,7 @@ def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKey:
             key = serialization.load_der_private_key(data, password)
     except (ValueError, TypeError) as e:
         raise AuthError(f"cannot load private key: {e}") from None
-    if not isinstance(
-        key,
-        rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-        | ed448.Ed448PrivateKey,
-    ):
+    if not isinstance(key, PrivateKey):
         raise AuthError(f"unsupported private key type {type(key).__name__}")
     return key
 
@@ -90,11 +86,7 @@ def certreq_hash(ca: x509.Certificate) -> bytes:
 
 def public_key(cert: x509.Certificate) -> PublicKey:
     key = cert.public_key()
-    if not isinstance(
-        key,
-        rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
-        | ed448.Ed448PublicKey,
-    ):
+    if not isinstance(key, PublicKey):
         raise AuthError(f"unsupported public key type {type(key).__name__}")
     return key
 
@@ -219,11 +211,6 @@ def id_matches_cert(id_type: IdType, id_data: bytes, cert: x509.Certificate) -> 
     return False
 
 
-def identity_for_address(text: str) -> tuple[IdType, bytes]:
-    """(IPV4_ADDR|IPV6_ADDR, packed) for an address string; helper for configuration."""
-    return _ip_id(ip_address(text))
-
-
 __all__ = [
     "PrivateKey",
     "PublicKey",
@@ -231,7 +218,6 @@ __all__ = [
     "cert_identities",
     "certreq_hash",
     "id_matches_cert",
-    "identity_for_address",
     "load_certificate",
     "load_certificates",
     "load_private_key",

@@ -75,19 +75,27 @@ def wireshark_line(
     )
 
 
-def _ike_sizes(suite: Suite) -> tuple[PrfAlg, int, int, int]:
+def _integ_key_size(suite: Suite) -> int:
+    """SK_a* / integ_* length: none with an AEAD (RFC 5282 §7.1) or without INTEG."""
+    return 0 if suite.encr.aead or suite.integ is None else suite.integ.key_size
+
+
+_IkeSizes = tuple[PrfAlg, int, int, int]
+
+
+def _ike_sizes(suite: Suite) -> _IkeSizes:
+    """(PRF, SK_d, SK_a*, SK_e* lengths); refuses a suite IKE keys cannot come from."""
     if suite.prf is None:
         raise CryptoError("an IKE suite needs a PRF")
-    integ_len = 0 if suite.encr.aead or suite.integ is None else suite.integ.key_size
     if not suite.encr.aead and suite.integ is None:
         raise CryptoError("a non-AEAD IKE suite needs an integrity algorithm")
-    return suite.prf, suite.prf.key_size, integ_len, suite.encr.keymat_size
+    return suite.prf, suite.prf.key_size, _integ_key_size(suite), suite.encr.keymat_size
 
 
 def _expand_ike(
-    suite: Suite, skeyseed: bytes, ni: bytes, nr: bytes, spi_i: bytes, spi_r: bytes
+    ike: _IkeSizes, skeyseed: bytes, ni: bytes, nr: bytes, spi_i: bytes, spi_r: bytes
 ) -> IkeKeys:
-    prf, d_len, a_len, e_len = _ike_sizes(suite)
+    prf, d_len, a_len, e_len = ike
     total = d_len + 2 * a_len + 2 * e_len + 2 * d_len
     km = prf_plus(prf, skeyseed, ni + nr + spi_i + spi_r, total)
     sizes = (d_len, a_len, a_len, e_len, e_len, d_len, d_len)
@@ -107,9 +115,9 @@ def derive_ike_keys(
     With an AEAD, SK_ai/SK_ar are empty and SK_ei/SK_er are key | salt
     (RFC 5282 §7.1, RFC 7634 §4).
     """
-    prf, *_ = _ike_sizes(suite)
-    skeyseed = prf.prf(ni + nr, shared)
-    return skeyseed, _expand_ike(suite, skeyseed, ni, nr, spi_i, spi_r)
+    sizes = _ike_sizes(suite)
+    skeyseed = sizes[0].prf(ni + nr, shared)
+    return skeyseed, _expand_ike(sizes, skeyseed, ni, nr, spi_i, spi_r)
 
 
 def derive_rekeyed_ike_keys(
@@ -127,9 +135,9 @@ def derive_rekeyed_ike_keys(
     ``spi_i``/``ni`` belong to the initiator of the *rekey* exchange, who
     becomes the original initiator of the new IKE SA.
     """
-    _ike_sizes(new_suite)
+    sizes = _ike_sizes(new_suite)
     skeyseed = old_prf.prf(old_sk_d, shared + ni + nr)
-    return skeyseed, _expand_ike(new_suite, skeyseed, ni, nr, spi_i, spi_r)
+    return skeyseed, _expand_ike(sizes, skeyseed, ni, nr, spi_i, spi_r)
 
 
 @dataclass(slots=True)
@@ -158,7 +166,7 @@ def derive_child_keys(
 ) -> ChildKeys:
     """KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr), initiator-to-responder keys first."""
     e_len = suite.encr.keymat_size
-    a_len = 0 if suite.encr.aead or suite.integ is None else suite.integ.key_size
+    a_len = _integ_key_size(suite)
     seed = (shared or b"") + ni + nr
     km = prf_plus(prf, sk_d, seed, 2 * (e_len + a_len))
     return ChildKeys(

@@ -102,7 +102,8 @@ _KNOWN_UNSUPPORTED = frozenset(
 _UNSUPPORTED_FAMILIES = re.compile(r"(aes|camellia)(128|192|256)?(ccm|ctr)\d*|ntru\d+|kyber\d")
 
 
-def _encr(key: EncrKey) -> EncrAlg:
+def encr_of(key: EncrKey) -> EncrAlg:
+    """The algorithm a configured (ID, key length) pair names; no length means 256 bits."""
     eid, bits = key
     return ENCR_ALGS[(int(eid), 256 if bits is None else bits)]
 
@@ -130,7 +131,7 @@ class ProposalSpec:
 
     @property
     def aead(self) -> bool:
-        return bool(self.encr) and all(_encr(k).aead for k in self.encr)
+        return bool(self.encr) and all(encr_of(k).aead for k in self.encr)
 
 
 T = TypeVar("T")
@@ -158,7 +159,7 @@ def _check(spec: ProposalSpec, text: str) -> ProposalSpec:
         spec.prf = []
     if not spec.encr:
         raise ProposalError(f"an encryption algorithm is mandatory: {text!r}", text)
-    aead = [_encr(k).aead for k in spec.encr]
+    aead = [encr_of(k).aead for k in spec.encr]
     if any(aead) and not all(aead):
         raise ProposalError(
             f"classic and AEAD encryption algorithms cannot share a proposal: {text!r}", text
@@ -265,7 +266,7 @@ def format_proposal(spec: ProposalSpec) -> str:
     Everything is explicit (an implied PRF or ``noesn`` is printed), so a log
     line shows exactly what is proposed.
     """
-    words = [_encr(k).keyword for k in spec.encr]
+    words = [encr_of(k).keyword for k in spec.encr]
     words += [INTEG_ALGS[i].keyword for i in spec.integ]
     words += [PRF_ALGS[p].keyword for p in spec.prf]
     words += ["none" if g == DhGroup.NONE else DH_ALGS[g].keyword for g in spec.dh]
@@ -338,7 +339,7 @@ def specs_to_sa_payload(
     for n, spec in enumerate(specs, 1):
         ts: list[Transform] = []
         for key in spec.encr:
-            ts.append(Transform(_T_ENCR, int(key[0]), _encr(key).key_length_attr))
+            ts.append(Transform(_T_ENCR, int(key[0]), encr_of(key).key_length_attr))
         ts += [Transform(_T_PRF, int(p)) for p in spec.prf]
         ts += [Transform(_T_INTEG, int(i)) for i in spec.integ]
         if include_dh:
@@ -474,7 +475,7 @@ def _match(
         esn = esns[0] == _ESN
 
     for key in _common(spec.encr, offer.encr, prefer_ours):
-        encr = _encr(key)
+        encr = encr_of(key)
         integ: IntegAlg | None = None
         if encr.aead:
             # RFC 5282 §8: with an AEAD, INTEG is absent or NONE.
@@ -556,6 +557,7 @@ __all__ = [
     "Suite",
     "accept_selected",
     "default_proposals",
+    "encr_of",
     "format_proposal",
     "parse_proposals",
     "select_proposal",

@@ -35,6 +35,14 @@ from ..engine import events as ev
 from ..engine.config import DataplaneKind, QuickikeConfig
 from ..engine.dataplane import DataPlane, NullDataPlane, RecordingDataPlane
 from ..engine.extension import Extension
+from ..qcd import (
+    FileSecretStore,
+    QcdConfigError,
+    QcdExtension,
+    SecretStoreError,
+    SqliteChildSpiMap,
+    parse_qcd_settings,
+)
 from ..wire.framing import Kind, classify_marked
 from .sockets import UdpSocket, source_address_for
 from .vici_backend import (
@@ -468,16 +476,10 @@ def run_daemon(
     daemon = Daemon(config, config_path=path, state_dir=state, keylog=keylog,
                     extensions=extensions, control=True)
     try:
-        from ..qcd import QcdConfigError, SecretStoreError
-
-        qcd_errors: tuple[type[Exception], ...] = (QcdConfigError, SecretStoreError)
-    except ImportError:  # pragma: no cover - a broken installation
-        qcd_errors = ()
-    try:
         return asyncio.run(daemon.serve())
     except (ConfigError, ServerError) as e:
         raise SystemExit(f"quickike: {e}") from None
-    except qcd_errors as e:  # a bad qcd_options key, an unusable secret store
+    except (QcdConfigError, SecretStoreError) as e:  # a bad qcd_options key, an unusable store
         raise SystemExit(f"quickike: QCD cannot start: {e}") from None
     except OSError as e:
         raise SystemExit(f"quickike: cannot start: {e}") from None
@@ -493,11 +495,6 @@ def qcd_extensions(config: QuickikeConfig, state_dir: str) -> list[Extension]:
     start with the store's own explanation.
     """
     if not config.settings.qcd.enable:
-        return []
-    try:
-        from ..qcd import FileSecretStore, QcdExtension, SqliteChildSpiMap, parse_qcd_settings
-    except ImportError as e:  # pragma: no cover - a broken installation
-        log.error("QCD not available (%s): running plain RFC 7296", e)
         return []
     try:
         policy = parse_qcd_settings(config.settings.qcd)

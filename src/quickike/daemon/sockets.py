@@ -88,11 +88,9 @@ class UdpSocket:
         """Send from ``local_ip`` (unless it is a wildcard); False if the kernel refused."""
         try:
             self.sock.sendmsg([data], _pktinfo(local_ip, self.v6), 0, remote)
-            return True
-        except (BlockingIOError, InterruptedError):
+        except OSError:  # full buffer (BlockingIOError) included: IKE retransmits
             return False
-        except OSError:
-            return False
+        return True
 
 
 @functools.lru_cache(maxsize=1024)

@@ -76,6 +76,7 @@ from ..engine.config import (
     StartAction,
 )
 from ..engine.sa import ChildSa, ChildState, IkeSa, IkeState
+from ..qcd import QcdExtension, SecretStoreError, connection_policy, find_extension, qcd_show
 from ..wire.enums import DhGroup, EncrId, IntegId, PrfId
 
 if TYPE_CHECKING:
@@ -117,12 +118,8 @@ _REKEY_REASONS = frozenset({"rekeyed"})
 QCD_KINDS: Mapping[str, QcdEventKind] = MappingProxyType({
     "token-sent": QcdEventKind.TOKEN_SENT,
     "token-accepted": QcdEventKind.TOKEN_ACCEPTED,
-    "token-verified": QcdEventKind.TOKEN_ACCEPTED,
-    "token-valid": QcdEventKind.TOKEN_ACCEPTED,
     "token-rejected": QcdEventKind.TOKEN_REJECTED,
-    "token-invalid": QcdEventKind.TOKEN_REJECTED,
     "spoof-suspected": QcdEventKind.SPOOF_SUSPECTED,
-    "spoof": QcdEventKind.SPOOF_SUSPECTED,
 })
 
 
@@ -296,7 +293,7 @@ class EngineBackend:
         self._watches: list[_Watch] = []
         self._reqids: dict[tuple[str, str], int] = {}
         #: QCD's control hooks (``show()`` / ``rotate()``), set by the daemon when QCD runs
-        self.qcd: Any = None
+        self.qcd: QcdControl | None = None
         #: extra names for ``stats`` (``metrics`` when the exporter runs)
         self.plugins: list[str] = ["quickike-engine", "vici"]
 
@@ -633,8 +630,6 @@ class EngineBackend:
         ext = find_qcd(self.engine)
         if ext is None:
             return
-        from ..qcd import connection_policy
-
         try:
             connection_policy(conn, ext.policy)
         except ValueError as exc:
@@ -827,12 +822,8 @@ def _task_name(task: Any) -> str:
 # ---------------------------------------------------------------------- QCD
 
 
-def find_qcd(engine: Engine) -> Any:
-    """The engine's running QCD plug-in, or None (disabled, or QCD not built in)."""
-    try:
-        from ..qcd import find_extension
-    except ImportError:
-        return None
+def find_qcd(engine: Engine) -> QcdExtension | None:
+    """The engine's running QCD plug-in, or None (not added, or disabled)."""
     ext = find_extension(engine)
     return ext if ext is not None and ext.enabled else None
 
@@ -860,8 +851,6 @@ class QcdControl:
         self.pump = pump
 
     def show(self) -> dict[str, Any]:
-        from ..qcd import qcd_show
-
         status = qcd_show(self.engine).as_dict()
         sas: list[dict[str, Any]] = list(status.pop("sas", ()))  # type: ignore[call-overload]
         out: dict[str, Any] = {k: _vici_value(v) for k, v in status.items() if v is not None}
@@ -869,8 +858,6 @@ class QcdControl:
         return out
 
     def rotate(self) -> dict[str, Any]:
-        from ..qcd import SecretStoreError
-
         ext = find_qcd(self.engine)
         if ext is None:
             raise BackendError("QCD not available: the plug-in is not running")

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.hmac import HMAC
 
+from quickike.crypto.algorithms import integ_alg
 from quickike.dataplane.errors import (
     AuthenticationFailed,
     MalformedPacket,
@@ -44,7 +45,7 @@ from quickike.dataplane.errors import (
 )
 from quickike.dataplane.replay import DEFAULT_WINDOW, ReplayWindow
 from quickike.engine.dataplane import ChildCounters, ChildSaSpec, Expiry
-from quickike.wire.enums import EncrId, IntegId
+from quickike.wire.enums import EncrId
 
 __all__ = [
     "MAX_HEADROOM",
@@ -124,7 +125,6 @@ class EspTransform:
     align: int  # payload + trailer is a multiple of this (RFC 4303 §2.4)
     icv_len: int
     integ_key_len: int = 0
-    hash_name: str = ""
 
     @property
     def aead(self) -> bool:
@@ -138,21 +138,6 @@ class EspTransform:
     def overhead(self) -> int:
         """Worst-case octets ESP adds to a payload (no UDP/IP)."""
         return self.header_len + self.align - 1 + 2 + self.icv_len
-
-
-#: integ id -> (hash, key octets, ICV octets); RFC 2404 and RFC 4868.
-_HMACS: dict[int, tuple[str, int, int]] = {
-    IntegId.HMAC_SHA1_96: ("sha1", 20, 12),
-    IntegId.HMAC_SHA2_256_128: ("sha256", 32, 16),
-    IntegId.HMAC_SHA2_384_192: ("sha384", 48, 24),
-    IntegId.HMAC_SHA2_512_256: ("sha512", 64, 32),
-}
-_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
-    "sha1": hashes.SHA1,
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
-}
 
 
 def transform_for(encr_id: int, key_bits: int, integ_id: int) -> EspTransform:
@@ -172,10 +157,11 @@ def transform_for(encr_id: int, key_bits: int, integ_id: int) -> EspTransform:
     if encr_id == EncrId.AES_CBC:
         if key_bits not in (128, 192, 256):
             raise UnsupportedSa(f"AES-CBC key length {key_bits} bits")
-        if integ_id not in _HMACS:
+        integ = integ_alg(integ_id)  # the HMACs of RFC 2404 and RFC 4868
+        if integ is None:
             raise UnsupportedSa(f"AES-CBC with integrity transform {integ_id}")
-        name, ikey, icv = _HMACS[integ_id]
-        return EspTransform(encr_id, integ_id, key_bits // 8, 0, 16, 16, icv, ikey, name)
+        return EspTransform(encr_id, integ_id, key_bits // 8, 0, 16, 16, integ.icv_size,
+                            integ.key_size)
     raise UnsupportedSa(f"ESP encryption transform {encr_id}")
 
 
@@ -213,6 +199,12 @@ def _make_aead(t: EspTransform, key: bytes) -> AESGCM | ChaCha20Poly1305:
     if t.encr_id == EncrId.CHACHA20_POLY1305:
         return ChaCha20Poly1305(key)
     return AESGCM(key)
+
+
+def _hash_of(t: EspTransform) -> hashes.HashAlgorithm:
+    integ = integ_alg(t.integ_id)
+    assert integ is not None  # transform_for accepted it
+    return integ.hash
 
 
 class _EspSa:
@@ -432,7 +424,7 @@ class _CbcEncryptor(EspEncryptor):
 
     def _keys(self, encr_key: bytes, integ_key: bytes) -> None:
         self._cipher = algorithms.AES(encr_key)
-        self._hmac = HMAC(integ_key, _HASHES[self.transform.hash_name]())
+        self._hmac = HMAC(integ_key, _hash_of(self.transform))
 
     def seal_into(
         self,
@@ -583,7 +575,7 @@ class _CbcDecryptor(EspDecryptor):
 
     def _keys(self, encr_key: bytes, integ_key: bytes) -> None:
         self._cipher = algorithms.AES(encr_key)
-        self._hmac = HMAC(integ_key, _HASHES[self.transform.hash_name]())
+        self._hmac = HMAC(integ_key, _hash_of(self.transform))
 
     def open_into(
         self, pkt: memoryview, length: int, out: memoryview, now: float

@@ -319,11 +319,12 @@ class Spd(Generic[T]):
 
     # --- traps -------------------------------------------------------------------------
     def add_trap(self, trap: TrapSpec) -> TrapQueue:
+        """Install (or replace) a trap; a replaced one hands over its held packets and state."""
         key = (trap.ike_name, trap.child_name)
         old = self._traps.get(key)
         tq = TrapQueue(trap, self._queue_limit)
         if old is not None:
-            tq.packets, tq.dropped = old.packets, old.dropped
+            tq.packets, tq.dropped, tq.last_acquire = old.packets, old.dropped, old.last_acquire
             self._trap_table.remove(key)
         self._traps[key] = tq
         self._trap_table.add(key, trap.local_ts, trap.remote_ts, tq)

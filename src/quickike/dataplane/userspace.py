@@ -311,11 +311,8 @@ class UserspaceDataPlane:
 
     def install_trap(self, trap: TrapSpec) -> None:
         with self._out_lock:  # the outbound path pushes into trap queues
-            old = self._spd.remove_trap(trap.ike_name, trap.child_name)
-            tq = self._spd.add_trap(trap)
-            if old is not None:
-                tq.packets, tq.dropped = old.packets, old.dropped
-                tq.last_acquire = old.last_acquire
+            old = self._spd.trap_for_name(trap.ike_name, trap.child_name)
+            self._spd.add_trap(trap)  # takes over what ``old`` held
         if old is not None:
             self._unroute(old.trap.remote_ts)
         self._route(trap.remote_ts)
@@ -451,6 +448,7 @@ class UserspaceDataPlane:
                 stats.udp_errors += 1
                 break
             count += 1
+            # wire.framing.classify_marked's rules, on the reused buffer without a view
             if n >= 8 and (buf[0] or buf[1] or buf[2] or buf[3]):
                 self._esp_in(buf, n, addr, now)
             elif n == 1 and buf[0] == 0xFF:

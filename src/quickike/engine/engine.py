@@ -44,14 +44,21 @@ from .dataplane import (
     capabilities_of,
 )
 from .extension import Extension
+from .fragments import Reassembly
 from .ordering import order
 from .ratelimit import KeyedBuckets, TokenBucket
 from .sa import ChildSa, ChildState, IkeSa, IkeState, Pending
 from .tasks.base import DropRequest, Outgoing, Status, Task
 from .tasks.child_create import ChildCreate
+from .tasks.child_delete import ChildDelete
+from .tasks.child_rekey import ChildRekey
 from .tasks.ike_auth import IkeAuth
+from .tasks.ike_delete import IkeDelete
 from .tasks.ike_init import IkeInit
+from .tasks.ike_rekey import IkeRekey
+from .tasks.liveness import Liveness
 from .tasks.natd import Natd
+from .tasks.responders import tasks_for_request
 from .timers import Timer, TimerQueue
 
 if TYPE_CHECKING:
@@ -74,6 +81,12 @@ _DONE = Status.DONE
 _FAILED = Status.FAILED
 _NEED_MORE = Status.NEED_MORE
 _DESTROYED = IkeState.DESTROYED
+
+
+def _later_fragment(h: Header, data: bytes) -> bool:
+    """An SKF message other than fragment 1 (RFC 7383 §2.5: Fragment Number after the
+    generic header). A fragmented request is answered once, on its first fragment."""
+    return h.next_payload == _SKF and data[HEADER_SIZE + 4 : HEADER_SIZE + 6] != b"\x00\x01"
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,8 +327,6 @@ class Engine:
         if force or not sa.usable:
             self.destroy_ike(sa, "deleted")
         else:
-            from .tasks.ike_delete import IkeDelete
-
             self.queue_task(sa, IkeDelete(self, sa, _INFO))
         return True
 
@@ -324,8 +335,6 @@ class Engine:
         child = self.find_child(child_uid)
         if child is None:
             return False
-        from .tasks.child_delete import ChildDelete
-
         self.queue_task(child.ike, ChildDelete(self, child.ike, _INFO, child))
         return True
 
@@ -375,8 +384,9 @@ class Engine:
         msg = Message(spi_i, spi_r, _INFO, FLAG_INITIATOR, 0,
                       [notify(NotifyType.INVALID_SPI, spi), *extra])
         self.counters["invalid-spi-sent"] += 1
-        self._trace_out(None, msg, local, remote, False, 0)
-        self.send_raw(msg.encode(), local, remote)
+        data = msg.encode()
+        self._trace_out(None, msg, local, remote, False, len(data))
+        self.send_raw(data, local, remote)
 
     def child_expired(self, spi_in: bytes, kind: Expiry, now: float) -> None:
         """A data-plane lifetime (bytes/packets) ran out."""
@@ -394,8 +404,6 @@ class Engine:
         self.now = now
         for sa in list(self.sas.values()):
             if sa.usable and sa.protector is not None:
-                from .tasks.ike_delete import IkeDelete
-
                 task = IkeDelete(self, sa, _INFO)
                 out = Outgoing(_INFO, False)
                 task.build_i(out)
@@ -540,10 +548,11 @@ class Engine:
             if self.trace:  # its contents are unreadable: trace the header only
                 msg = self._message(h, [])
                 self._trace_in(None, msg, local, remote, True, len(data))
-            for ext in self.extensions:
-                if ext.unknown_sa_request(h, data, local, remote):
-                    return
-            self._reply_invalid_ike_spi(h, local, remote)
+            if not _later_fragment(h, data):  # one answer per request, on fragment 1
+                for ext in self.extensions:
+                    if ext.unknown_sa_request(h, data, local, remote):
+                        return
+                self._reply_invalid_ike_spi(h, local, remote)
             self._drop("unknown-spi", remote)
             return
         # unprotected request for an SA we do not have: INVALID_SPI hints live here
@@ -590,8 +599,9 @@ class Engine:
         """A response with the request's SPIs, exchange and message ID copied (§2.21.4)."""
         flags = FLAG_RESPONSE | (0 if h.is_initiator else FLAG_INITIATOR)
         msg = Message(h.spi_i, h.spi_r, h.exchange, flags, h.message_id, payloads)
-        self._trace_out(None, msg, local, remote, False, 0)
-        self.send_raw(msg.encode(), local, remote)
+        data = msg.encode()
+        self._trace_out(None, msg, local, remote, False, len(data))
+        self.send_raw(data, local, remote)
 
     def _answer_bad_version(self, data: bytes, local: Address, remote: Address) -> None:
         if len(data) < HEADER_SIZE or data[19] & FLAG_RESPONSE or data[18] != _INIT:
@@ -659,7 +669,7 @@ class Engine:
             if h.message_id != sa.msg_id_in:
                 last = sa.last_response
                 if last is not None and h.message_id == last[0]:
-                    if h.next_payload == _SKF and data[HEADER_SIZE + 4 : HEADER_SIZE + 6] != b"\x00\x01":
+                    if _later_fragment(h, data):
                         return  # answer a retransmitted fragmented request once, on fragment 1
                     self.counters["retransmitted-request"] += 1
                     for d in last[1]:
@@ -694,7 +704,7 @@ class Engine:
             self._peer_moved(sa, local, remote)
         for ext in self.extensions:
             ext.protected_message(sa, msg)
-        if sa.state == IkeState.DESTROYED:
+        if sa.state == _DESTROYED:
             return
         if h.is_response:
             self._process_response(sa, msg)
@@ -718,8 +728,6 @@ class Engine:
     def _reassemble(
         self, sa: IkeSa, h: Header, data: bytes, remote: Address
     ) -> tuple[int, bytes] | None:
-        from .fragments import Reassembly
-
         assert sa.protector is not None
         number, total, nxt, plain = sa.protector.unprotect_fragment(data, HEADER_SIZE)
         r = sa.fragments
@@ -788,7 +796,7 @@ class Engine:
         sa.half_open_key = key
         self.sas[sa.spi_r] = sa
         self.half_open[key] = sa
-        sa.passive = self._responder_init_tasks(sa, conns)
+        sa.passive = self._responder_init_tasks(sa)
         if len(conns) > 1:
             sa.ext_set("responder_candidates", conns)
         self.schedule(self.now + s.half_open_timeout, self._half_open_expired, sa)
@@ -835,14 +843,13 @@ class Engine:
         sa.last_in = self.now
         self._process_response(sa, msg)
 
-    def _responder_init_tasks(self, sa: IkeSa, conns: list[ConnectionConfig]) -> list[Task]:
-        tasks: list[Task] = [
+    def _responder_init_tasks(self, sa: IkeSa) -> list[Task]:
+        return [
             IkeInit(self, sa, _INIT),
             Natd(self, sa, _INIT),
             IkeAuth(self, sa, _AUTH),
             ChildCreate(self, sa, _AUTH, None),
         ]
-        return tasks
 
     # ------------------------------------------------------------------ task manager
 
@@ -1006,11 +1013,6 @@ class Engine:
         reason = "auth-failed" if task.error == NotifyType.AUTHENTICATION_FAILED else "failed"
         self.destroy_ike(sa, reason, action="close" if sa.auth_done else None)
 
-    def _responder_tasks(self, sa: IkeSa, msg: Message) -> list[Task]:
-        from .tasks.responders import tasks_for_request
-
-        return tasks_for_request(self, sa, msg)
-
     def _process_request(self, sa: IkeSa, msg: Message) -> None:
         exchange = msg.exchange
         if exchange in (_INIT, _AUTH):
@@ -1022,7 +1024,7 @@ class Engine:
             self._drop("unexpected-exchange", sa.remote, f"{exchange} before IKE_AUTH")
             return
         else:
-            tasks = self._responder_tasks(sa, msg)
+            tasks = tasks_for_request(self, sa, msg)
         extra: list[Task] = []
         for ext in self.extensions:
             extra.extend(ext.responder_tasks(sa, exchange, msg, tasks))
@@ -1046,10 +1048,7 @@ class Engine:
             if t in failed:
                 st = _FAILED
             results.append((t, st))
-        message_id = msg.message_id
-        datagrams = self._send_message(sa, out, message_id, response=True)
-        sa.last_response = (message_id, datagrams)
-        sa.msg_id_in = message_id + 1
+        self._send_response(sa, out, msg.message_id)
         if exchange == _AUTH and sa.auth_done:
             sa.ni = sa.nr = b""  # KEYMAT of the first CHILD is derived; nonces are not needed again
         passive_left: list[Task] = []
@@ -1153,8 +1152,7 @@ class Engine:
                 names.append(str(PayloadType(p.payload_type)))
         return ev.MessageTrace(
             self.now, sa.uid if sa else None, sent, str(msg.exchange), msg.is_response,
-            msg.message_id, tuple(names), local, remote, msg.spi_i, msg.spi_r, protected,
-            size or len(msg.encode()) if not protected else size,
+            msg.message_id, tuple(names), local, remote, msg.spi_i, msg.spi_r, protected, size,
         )
 
     # ------------------------------------------------------------------ SA lifecycle
@@ -1212,20 +1210,17 @@ class Engine:
             self.reestablish(sa, "reauth", make_before_break=True)
 
     def _queue_ike_rekey(self, sa: IkeSa) -> None:
-        from .tasks.ike_rekey import IkeRekey
-
-        if any(t.kind == "ike-rekey" for t in (*sa.queued, *sa.active)):
+        if _has_task(sa, "ike-rekey"):
             return
         self.queue_task(sa, IkeRekey(self, sa, _CCSA))
 
     def _queue_child_rekey(self, child: ChildSa) -> None:
-        from .tasks.child_rekey import ChildRekey
-
         sa = child.ike
         if child.state != ChildState.INSTALLED:
             return
-        if any(getattr(t, "child", None) is child for t in (*sa.queued, *sa.active)):
-            return
+        for t in (*sa.queued, *sa.active):  # a rekey (``old``) or delete (``child``) of it
+            if getattr(t, "old", None) is child or getattr(t, "child", None) is child:
+                return
         self.queue_task(sa, ChildRekey(self, sa, _CCSA, child))
 
     def last_inbound(self, sa: IkeSa) -> float:
@@ -1252,8 +1247,6 @@ class Engine:
 
     def start_liveness_check(self, sa: IkeSa, why: str) -> bool:
         """Queue an empty INFORMATIONAL unless a request is already outstanding."""
-        from .tasks.liveness import Liveness
-
         if not sa.usable:
             return False
         if sa.pending is not None or any(t.kind == "liveness" for t in sa.queued):
@@ -1405,11 +1398,8 @@ class Engine:
             return
         if silent:
             self.destroy_ike(old, reason, restart=False)
-        elif not failed and old.usable:
-            from .tasks.ike_delete import IkeDelete
-
-            if not any(t.kind == "ike-delete" for t in (*old.queued, *old.active)):
-                self.queue_task(old, IkeDelete(self, old, _INFO))
+        elif not failed and old.usable and not _has_task(old, "ike-delete"):
+            self.queue_task(old, IkeDelete(self, old, _INFO))
 
     def install_child(self, child: ChildSa, spec: Any) -> None:
         self.dataplane.install_child(spec)
@@ -1443,8 +1433,6 @@ class Engine:
 
     def _child_expire_due(self, child: ChildSa) -> None:
         if child.state != ChildState.DESTROYED:
-            from .tasks.child_delete import ChildDelete
-
             if child.ike.usable:
                 self.queue_task(child.ike, ChildDelete(self, child.ike, _INFO, child))
             else:
@@ -1542,8 +1530,6 @@ class Engine:
                     ext.ike_rekeyed(old, new, initiator)
             redundant.state = IkeState.REKEYED
             if redundant.initiator:  # we created it: we delete it
-                from .tasks.ike_delete import IkeDelete
-
                 self.queue_task(redundant, IkeDelete(self, redundant, _INFO))
             else:
                 # the peer created it and should delete it, but a peer that settled the
@@ -1581,9 +1567,7 @@ class Engine:
         ))
 
     def _delete_rekeyed(self, old: IkeSa) -> None:
-        from .tasks.ike_delete import IkeDelete
-
-        if any(t.kind == "ike-delete" for t in (*old.queued, *old.active)):
+        if _has_task(old, "ike-delete"):
             return
         old.queued.insert(0, IkeDelete(self, old, _INFO))
         self._initiate_next(old)
@@ -1602,6 +1586,11 @@ class Engine:
         from ipaddress import ip_address
 
         return (ip_address(a[0]), a[1])
+
+
+def _has_task(sa: IkeSa, kind: str) -> bool:
+    """A task of this kind is queued or running on the SA."""
+    return any(t.kind == kind for t in (*sa.queued, *sa.active))
 
 
 @functools.lru_cache(maxsize=4096)

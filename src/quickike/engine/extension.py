@@ -41,7 +41,8 @@ class Extension:
     def unknown_sa_request(
         self, header: Header, data: bytes, local: Address, remote: Address
     ) -> bool:
-        """A request (R=0) for IKE SPIs we do not know. True if handled (replied)."""
+        """A request (R=0) for IKE SPIs we do not know (of a fragmented one, only its first
+        fragment: one answer per request). True if handled (replied)."""
         return False
 
     def unprotected_message(

@@ -14,8 +14,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from ..crypto.algorithms import ENCR_ALGS, EncrAlg
-from ..crypto.proposals import EncrKey, ProposalSpec, parse_proposals
+from ..crypto.proposals import EncrKey, ProposalSpec, encr_of, parse_proposals
 from ..wire.enums import IdType, IntegId, ProtocolId
 from ..wire.payloads import Identification, TrafficSelector
 from .config import (
@@ -246,10 +245,6 @@ def _parse(texts: tuple[str, ...], protocol: ProtocolId) -> list[ProposalSpec]:
     return specs
 
 
-def _encr_alg(key: EncrKey) -> EncrAlg:
-    return ENCR_ALGS[(int(key[0]), 256 if key[1] is None else key[1])]
-
-
 def runnable_specs(specs: list[ProposalSpec], check: EspTransformCheck) -> list[ProposalSpec]:
     """ESP proposals without the transforms a data plane cannot run; empty ones dropped.
 
@@ -262,7 +257,7 @@ def runnable_specs(specs: list[ProposalSpec], check: EspTransformCheck) -> list[
         integ: list[IntegId] = []
         for key in spec.encr:
             bits = 256 if key[1] is None else key[1]
-            if _encr_alg(key).aead:
+            if encr_of(key).aead:
                 if check(int(key[0]), bits, 0):
                     encr.append(key)
                 continue

@@ -73,7 +73,6 @@ class ChildSa:
         "ike",
         "installed_at",
         "local_ts",
-        "mode",
         "rekey_timer",
         "rekeyed_from",
         "remote_ts",
@@ -94,7 +93,6 @@ class ChildSa:
         self.suite: Suite | None = None
         self.local_ts: tuple[Selector, ...] = ()
         self.remote_ts: tuple[Selector, ...] = ()
-        self.mode = "tunnel"
         self.installed_at = 0.0
         self.rekey_timer: Timer | None = None
         self.expire_timer: Timer | None = None
@@ -103,6 +101,11 @@ class ChildSa:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def mode(self) -> str:
+        """``tunnel`` or ``transport``, as configured (and negotiated: a mismatch is refused)."""
+        return self.config.mode.value
 
     def __repr__(self) -> str:
         return f"<ChildSa {self.name}#{self.uid} {self.state.value} in={self.spi_in.hex()} out={self.spi_out.hex()}>"

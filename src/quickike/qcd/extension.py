@@ -35,7 +35,6 @@ from ..engine.extension import Extension
 from ..engine.ratelimit import KeyedBuckets, TokenBucket
 from ..engine.sa import IkeState
 from ..wire.enums import ExchangeType, NotifyType
-from ..wire.header import HEADER_SIZE
 from ..wire.payloads import Notify, Payload, notify
 from .keyring import KeyringNote, SecretKeyring
 from .settings import (
@@ -71,7 +70,6 @@ RandomBytes = Callable[[int], bytes]
 _AUTH = ExchangeType.IKE_AUTH
 _CCSA = ExchangeType.CREATE_CHILD_SA
 _INFO = ExchangeType.INFORMATIONAL
-_SKF = 53
 _ZERO_SPI = b"\x00" * 8
 #: SPI-map rows older than this at start are from lives long gone
 _SPI_MAP_TTL = 2 * 86400.0
@@ -438,8 +436,6 @@ class QcdExtension(Extension):
                            remote: Address) -> bool:
         if not self.enabled:
             return False
-        if header.next_payload == _SKF and data[HEADER_SIZE + 4:HEADER_SIZE + 6] != b"\x00\x01":
-            return True  # one answer per fragmented request, on fragment 1 (as for retransmits)
         verdict = self._may_reply(header.spi_i, header.spi_r, remote[0])
         if verdict is None:
             return True

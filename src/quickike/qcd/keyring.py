@@ -63,20 +63,23 @@ class SecretKeyring:
         cannot be used at all (then the daemon must not start).
         """
         notes: list[KeyringNote] = []
+        # one critical section from look to write, as in rotate(): two gateways of a
+        # hot-standby pair starting together on a shared, empty state directory must end up
+        # with one secret, not each with its own and the file holding the later one
         with self.store.lock():
             self.store.remove_leftovers()
-        try:
-            loaded = self.store.load()
-        except CorruptSecret as e:
-            moved = self.store.quarantine()
-            notes.append(KeyringNote("secret-corrupt", e.reason, moved))
-            loaded = None
-        if loaded is None:
-            loaded = SecretSet.first(self._new_secret(), wall_now)
-            self.store.save(loaded)
-            notes.append(KeyringNote("secret-created", self.store.location))
-        else:
-            notes.append(KeyringNote("secret-loaded", self.store.location))
+            try:
+                loaded = self.store.load()
+            except CorruptSecret as e:
+                moved = self.store.quarantine()
+                notes.append(KeyringNote("secret-corrupt", e.reason, moved))
+                loaded = None
+            if loaded is None:
+                loaded = SecretSet.first(self._new_secret(), wall_now)
+                self.store.save(loaded)
+                notes.append(KeyringNote("secret-created", self.store.location))
+            else:
+                notes.append(KeyringNote("secret-loaded", self.store.location))
         self._secrets = loaded
         return notes
 

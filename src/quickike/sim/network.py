@@ -105,7 +105,7 @@ class Nat:
 
 #: sees every packet entering the network; returning True captures (swallows) it
 Tap = Callable[[Packet, float], bool]
-#: (event, packet, detail): "tx" with the arrival time, "drop" with the reason, "rx"
+#: (event, packet, detail): "tx", "drop" with the reason, "rx" (detail empty but for drops)
 Observer = Callable[[str, Packet, str], None]
 
 
@@ -248,7 +248,7 @@ class Network:
         if self.trace.enabled:
             self.trace.record(now, pkt.origin, "tx", f"{pkt!r} at {arrival!r}")
         if self.observer is not None:
-            self.observer("tx", pkt, repr(arrival))
+            self.observer("tx", pkt, "")
         host = self.hosts.get(dst)
         if host is not None and not host.up and (host.boot_due is None or host.boot_due > arrival):
             # lost at a gateway that is still down when it arrives: no need to carry it there

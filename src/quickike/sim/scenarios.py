@@ -25,7 +25,6 @@ from .seeds import stream
 from .topology import (
     LIBRESWAN,
     QUICKIKE,
-    QUICKIKE_NO_QCD,
     STRONGSWAN,
     Behaviour,
     Side,
@@ -495,6 +494,3 @@ SCENARIOS: Mapping[str, Scenario] = MappingProxyType({s.name: s for s in (
         "sized limits: every tunnel detected by QCD within a few seconds of the reboot",
         mass_reboot, default_tunnels=10000),
 )})
-
-#: QCD-off variants used for comparisons in the report
-NO_QCD = QUICKIKE_NO_QCD

@@ -65,8 +65,6 @@ class Behaviour:
 
 #: quickike with Quick Crash Detection, DPD on strongSwan's timers as a fallback
 QUICKIKE = Behaviour("quickike+qcd", qcd=True)
-#: the same engine without QCD: RFC 7296 only (hints start a check, never conclude)
-QUICKIKE_NO_QCD = Behaviour("quickike", qcd=False)
 #: strongSwan 5.9 defaults with dpd_delay = 30s: retransmits at 0, 4, 11.2, 24.16, 47.488,
 #: 89.478 s, dead at 165.06 s; a restarted charon answers unknown SPIs with nothing
 STRONGSWAN = Behaviour("strongswan", qcd=False, send_invalid_spi=False,
@@ -76,8 +74,6 @@ STRONGSWAN = Behaviour("strongswan", qcd=False, send_invalid_spi=False,
 LIBRESWAN = Behaviour("libreswan", qcd=False,
                       retransmit=RetransmitPolicy(timeout=0.5, base=2.0, tries=6, limit=28.5),
                       send_invalid_spi=False, send_invalid_ike_spi=False)
-
-BEHAVIOURS = {b.name: b for b in (QUICKIKE, QUICKIKE_NO_QCD, STRONGSWAN, LIBRESWAN)}
 
 
 def fqdn(name: str) -> Identity:

@@ -7,7 +7,7 @@ INVALID_IKE_SPI and QCD tokens travel); protected ones show their header and
 
 from __future__ import annotations
 
-from ..wire.enums import FLAG_INITIATOR, FLAG_RESPONSE, ExchangeType, PayloadType
+from ..wire.enums import FLAG_INITIATOR, FLAG_RESPONSE, QCD_TOKEN, ExchangeType, PayloadType
 from ..wire.errors import CodecError
 from ..wire.framing import NON_ESP_MARKER
 from ..wire.header import HEADER_SIZE, Header
@@ -15,7 +15,6 @@ from ..wire.message import decode_payloads
 from ..wire.payloads import Notify
 
 _SK = (int(PayloadType.SK), int(PayloadType.SKF))
-QCD_TOKEN = 16419
 
 
 def strip_marker(data: bytes) -> bytes:
@@ -24,7 +23,7 @@ def strip_marker(data: bytes) -> bytes:
 
 
 def notify_name(n: Notify) -> str:
-    if int(n.type) == QCD_TOKEN:
+    if n.type == QCD_TOKEN:
         return "N(QCD_TOKEN)"
     return f"N({n.type})"
 
@@ -68,13 +67,6 @@ class IkeView:
     def key(self) -> tuple[bytes, bytes, int, bool]:
         return (self.spi_i, self.spi_r, self.message_id, self.response)
 
-    def summary(self, inner: tuple[str, ...] | None = None) -> str:
-        if self.protected:
-            body = "SK {" + ", ".join(inner or ("...",)) + "}" if inner is not None else "SK {...}"
-        else:
-            body = ", ".join(self.payloads)
-        return f"HDR, {body}" if body else "HDR"
-
 
 def describe(data: bytes) -> IkeView | None:
     try:
@@ -89,4 +81,4 @@ def unprotected_kind(view: IkeView) -> str:
     return "+".join(n[2:-1] for n in names) or "other"
 
 
-__all__ = ["QCD_TOKEN", "IkeView", "describe", "strip_marker", "unprotected_kind"]
+__all__ = ["IkeView", "describe", "strip_marker", "unprotected_kind"]

@@ -133,7 +133,7 @@ class Message:
 
     @property
     def encrypted(self) -> Encrypted | EncryptedFragment | None:
-        if self.payloads and isinstance(self.payloads[-1], Encrypted | EncryptedFragment):
+        if self.payloads and isinstance(self.payloads[-1], _SK_CLASSES):
             return self.payloads[-1]
         return None
 

@@ -123,9 +123,7 @@ class Transform:
             )
         attrs = []
         if self.key_length is not None:
-            attrs.append(
-                _U16.pack(_ATTR_TV | TransformAttr.KEY_LENGTH) + _U16.pack(self.key_length)
-            )
+            attrs.append(_U16.pack(_KEY_LENGTH_TV) + _U16.pack(self.key_length))
         for a in self.attributes:
             if isinstance(a.value, int):
                 attrs.append(_U16.pack(_ATTR_TV | a.type) + _U16.pack(a.value))

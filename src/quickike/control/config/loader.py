@@ -306,23 +306,23 @@ class _Loader:
         remote_port = r.get("remote_port", lambda t: parse_int(t, 1, 65535), 500)
         proposals = self.proposals(r, "proposals", ProtocolId.IKE)
         dpd_timeout_setting = r.setting("dpd_timeout")
-        dpd_timeout = r.get("dpd_timeout", _nonneg_duration, 0.0)
+        dpd_timeout = r.get("dpd_timeout", parse_duration, 0.0)
         if dpd_timeout_setting is not None and dpd_timeout:
             r.warn(
                 f"{r.label('dpd_timeout')} has no effect with IKEv2 (as in strongSwan): "
                 "liveness checks give up after the retransmission schedule",
                 dpd_timeout_setting,
             )
-        rekey = r.opt("rekey_time", _nonneg_duration)
-        reauth = r.opt("reauth_time", _nonneg_duration)
+        rekey = r.opt("rekey_time", parse_duration)
+        reauth = r.opt("reauth_time", parse_duration)
         if rekey is None and reauth is None:
             rekey, reauth = 14400.0, 0.0
         rekey = rekey or 0.0
         reauth = reauth or 0.0
-        over = r.opt("over_time", _nonneg_duration)
+        over = r.opt("over_time", parse_duration)
         if over is None:
             over = max(rekey, reauth) / 10
-        rand = r.opt("rand_time", _nonneg_duration)
+        rand = r.opt("rand_time", parse_duration)
         if rand is None:
             base = min(rekey, reauth) if rekey and reauth else max(rekey, reauth)
             rand = min(over, base / 2)
@@ -370,7 +370,7 @@ class _Loader:
             proposals=proposals,
             encap=r.get("encap", parse_bool, False),
             mobike=r.get("mobike", parse_bool, True),
-            dpd_delay=r.get("dpd_delay", _nonneg_duration, 0.0),
+            dpd_delay=r.get("dpd_delay", parse_duration, 0.0),
             dpd_timeout=dpd_timeout,
             fragmentation=r.get(
                 "fragmentation", lambda t: parse_choice(t, _FRAGMENTATION), Fragmentation.YES
@@ -462,11 +462,11 @@ class _Loader:
         ah = r.setting("ah_proposals")
         if ah is not None:
             raise r.fail(ah, "AH is not supported by quickike (use esp_proposals)")
-        rekey_time = r.get("rekey_time", _nonneg_duration, 3600.0)
-        life_time = r.opt("life_time", _nonneg_duration)
+        rekey_time = r.get("rekey_time", parse_duration, 3600.0)
+        life_time = r.opt("life_time", parse_duration)
         if life_time is None:
             life_time = rekey_time * 110 / 100
-        rand_time = r.opt("rand_time", _nonneg_duration)
+        rand_time = r.opt("rand_time", parse_duration)
         if rand_time is None:
             rand_time = life_time - min(life_time, rekey_time)
         rekey_bytes, life_bytes, rand_bytes = _count_limits(r, "bytes", _volume)
@@ -509,7 +509,7 @@ class _Loader:
             rekey_packets=rekey_packets,
             life_packets=life_packets,
             rand_packets=rand_packets,
-            inactivity=r.get("inactivity", _nonneg_duration, 0.0),
+            inactivity=r.get("inactivity", parse_duration, 0.0),
             reqid=r.get("reqid", lambda t: parse_int(t, 0, UINT32), 0),
             replay_window=r.get("replay_window", lambda t: parse_int(t, 0, UINT32), 32),
             policies=r.get("policies", parse_bool, True),
@@ -630,9 +630,9 @@ class _Loader:
             port_nat_t=r.get("port_nat_t", lambda t: parse_int(t, 0, 65535), 4500),
             retransmit=retransmit,
             cookie_threshold=r.get("cookie_threshold", lambda t: parse_int(t, 0, UINT32), 10),
-            half_open_timeout=r.get("half_open_timeout", _nonneg_duration, 30.0),
+            half_open_timeout=r.get("half_open_timeout", parse_duration, 30.0),
             fragment_size=r.get("fragment_size", lambda t: parse_int(t, 256, 65535), 1280),
-            keep_alive=r.get("keep_alive", _nonneg_duration, 20.0),
+            keep_alive=r.get("keep_alive", parse_duration, 20.0),
             state_dir=state_dir,
             vici_socket=vici_socket,
             qcd=self.qcd_settings(r),
@@ -716,10 +716,6 @@ def _addresses(text: str) -> tuple[AddressSpec, ...]:
 
 def _selectors(text: str) -> tuple[TrafficSelectorConfig, ...]:
     return tuple(parse_traffic_selector(item) for item in parse_list(text))
-
-
-def _nonneg_duration(text: str) -> float:
-    return parse_duration(text)
 
 
 def _volume(text: str) -> int:

@@ -363,10 +363,7 @@ class ViciClient:
         socket_timeout: float | None = None,
     ) -> TextSection:
         message: dict[str, OutValue] = {
-            "ike": ike,
-            "child": child,
-            "ike-id": ike_id,
-            "child-id": child_id,
+            **_selection(ike, child, ike_id, child_id),
             "force": "yes" if force else None,
             "timeout": timeout_ms,
             "loglevel": loglevel,
@@ -399,10 +396,7 @@ class ViciClient:
         reauth: bool = False,
     ) -> TextSection:
         message: dict[str, OutValue] = {
-            "ike": ike,
-            "child": child,
-            "ike-id": ike_id,
-            "child-id": child_id,
+            **_selection(ike, child, ike_id, child_id),
             "reauth": "yes" if reauth else None,
         }
         return as_text(self.request("rekey", message))
@@ -412,3 +406,10 @@ class ViciClient:
 
     def qcd_rotate(self) -> TextSection:
         return as_text(self.request("qcd-rotate"))
+
+
+def _selection(
+    ike: str | None, child: str | None, ike_id: int | None, child_id: int | None
+) -> dict[str, OutValue]:
+    """The SA selector terminate and rekey share (charon's key names; None keys are left out)."""
+    return {"ike": ike, "child": child, "ike-id": ike_id, "child-id": child_id}

@@ -18,9 +18,9 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, ClassVar
 
-from ...wire.enums import ExchangeType, NotifyType
+from ...wire.enums import DhGroup, ExchangeType, NotifyType
 from ...wire.message import Message
-from ...wire.payloads import Payload
+from ...wire.payloads import Notify, Payload, notify
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -49,6 +49,20 @@ class Outgoing:
 
     def add(self, *payloads: Payload) -> None:
         self.payloads.extend(payloads)
+
+
+def requested_group(invalid_ke: Notify) -> DhGroup | None:
+    """The DH group an INVALID_KE_PAYLOAD asks for (RFC 7296 §1.2); None if it names none."""
+    data = invalid_ke.data
+    return DhGroup(int.from_bytes(data[:2], "big")) if len(data) >= 2 else None
+
+
+def refusal(error: NotifyType, group: DhGroup | None) -> Notify:
+    """The error notify of a refused request; INVALID_KE_PAYLOAD names the group we want."""
+    data = b""
+    if error == NotifyType.INVALID_KE_PAYLOAD and group is not None:
+        data = int(group).to_bytes(2, "big")
+    return notify(error, data)
 
 
 class Task:

@@ -30,9 +30,9 @@ from .. import events as ev
 from ..config import ChildConfig, IpsecMode
 from ..dataplane import ChildSaSpec, Mode, Selector
 from ..policy import from_wire, to_selector, to_wire
-from ..sa import ChildSa
+from ..sa import ChildSa, IkeState
 from ..selectors import covered, match_score, narrow
-from .base import Outgoing, Status, Task
+from .base import Outgoing, Status, Task, refusal, requested_group
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -121,7 +121,6 @@ class ChildCreate(Task):
         child.suite = self.suite
         child.local_ts = tuple(self.ts_local)
         child.remote_ts = tuple(self.ts_remote)
-        child.mode = self.config.mode.value
         self._before_install(child)
         cfg = self.config
         spec = ChildSaSpec(
@@ -185,7 +184,7 @@ class ChildCreate(Task):
 
     def build_i(self, out: Outgoing) -> Status:
         sa, eng = self.sa, self.engine
-        if self.config is None or sa.state.value in ("DESTROYED", "DELETING"):
+        if self.config is None or sa.state in (IkeState.DESTROYED, IkeState.DELETING):
             return Status.DONE
         if not self.abort_check():
             return Status.DONE
@@ -235,7 +234,7 @@ class ChildCreate(Task):
         assert self.config is not None
         invalid_ke = msg.notify(NotifyType.INVALID_KE_PAYLOAD)
         if invalid_ke is not None and not self._in_auth() and self.retries < 2:
-            wanted = DhGroup(int.from_bytes(invalid_ke.data[:2], "big")) if len(invalid_ke.data) >= 2 else None
+            wanted = requested_group(invalid_ke)
             groups = {g for s in eng.policy.esp_specs(self.config) for g in s.dh}
             if wanted is not None and wanted in groups and wanted != self.group:
                 self.retries += 1
@@ -318,10 +317,7 @@ class ChildCreate(Task):
         return None if best is None else best[1:]
 
     def process_r(self, msg: Message) -> Status:
-        sa, eng = self.sa, self.engine
-        if self._in_auth() and not sa.auth_done and self.sa.state.value == "CONNECTING":
-            # IKE_AUTH: IkeAuth runs first; if it failed we add nothing
-            pass
+        eng = self.engine
         sa_p, tsi, tsr = msg.get(SA), msg.get(TSi), msg.get(TSr)
         if sa_p is None:
             if self._in_auth():
@@ -376,10 +372,7 @@ class ChildCreate(Task):
         if self._in_auth() and not sa.auth_done:
             return Status.DONE  # IKE_AUTH failed; IkeAuth answers
         if self.error is not None:
-            data = b""
-            if self.error == NotifyType.INVALID_KE_PAYLOAD and self.group is not None:
-                data = int(self.group).to_bytes(2, "big")
-            out.add(notify(self.error, data))
+            out.add(refusal(self.error, self.group))
             return Status.FAILED
         if self.suite is None:
             return Status.DONE  # childless

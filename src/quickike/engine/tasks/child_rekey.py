@@ -35,21 +35,16 @@ class ChildRekey(ChildCreate):
         super().__init__(engine, sa, exchange, old.config if old is not None else None)
         self.old = old
 
-    @property
-    def target(self) -> ChildSa | None:
-        return self.old
-
     def abort_check(self) -> bool:
         old = self.old
         return old is not None and old.state == ChildState.INSTALLED and old.ike is self.sa
 
     def build_i(self, out: Outgoing) -> Status:
-        if self.old is not None and self.old.state == ChildState.INSTALLED and self.abort_check():
-            st = super().build_i(out)
-            if st is Status.NEED_MORE:
-                self.old.state = ChildState.REKEYING
-            return st
-        return Status.DONE
+        st = super().build_i(out)  # DONE without a message once abort_check() says so
+        if st is Status.NEED_MORE:
+            assert self.old is not None
+            self.old.state = ChildState.REKEYING
+        return st
 
     def add_rekey_notify(self, out: Outgoing) -> None:
         assert self.old is not None
@@ -68,9 +63,11 @@ class ChildRekey(ChildCreate):
         old = self.old
         if old is None:
             return st
+        if st is not Status.DONE and old.state == ChildState.REKEYING:
+            # failed, or retrying with the peer's DH group: build_i() marks it again, and
+            # refuses (abort_check) a CHILD SA that is not INSTALLED
+            old.state = ChildState.INSTALLED
         if st is Status.FAILED:
-            if old.state == ChildState.REKEYING:
-                old.state = ChildState.INSTALLED
             if msg.notify(NotifyType.CHILD_SA_NOT_FOUND) is not None:
                 self.engine.remove_child(old, "not-found")
             elif self.error == NotifyType.TEMPORARY_FAILURE:

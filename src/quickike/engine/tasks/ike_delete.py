@@ -26,9 +26,6 @@ class IkeDelete(Task):
         self.engine.destroy_ike(sa, reason, restart=False)
         return Status.DONE
 
-    def abandoned(self) -> None:
-        return None
-
     def process_r(self, msg: Message) -> Status:
         return Status.DONE
 

@@ -22,7 +22,7 @@ from ...wire.enums import CertEncoding, DhGroup, ExchangeType, NotifyType
 from ...wire.message import Message
 from ...wire.payloads import CERTREQ, KE, SA, Nonce, Notify, notify
 from ..config import AuthClass, Fragmentation
-from .base import DropRequest, Outgoing, Status, Task
+from .base import DropRequest, Outgoing, Status, Task, refusal, requested_group
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -93,7 +93,7 @@ class IkeInit(Task):
             return Status.NEED_MORE
         invalid_ke = msg.notify(_INVALID_KE)
         if invalid_ke is not None:
-            wanted = DhGroup(int.from_bytes(invalid_ke.data[:2], "big")) if len(invalid_ke.data) >= 2 else None
+            wanted = requested_group(invalid_ke)
             ours = {g for s in eng.policy.ike_specs(sa.conn) for g in s.dh}
             if wanted is None or wanted not in ours or wanted == self.group or self.retries >= MAX_RETRIES:
                 return self.fail(f"responder wants DH group {wanted}, which we do not offer",
@@ -166,10 +166,7 @@ class IkeInit(Task):
     def build_r(self, out: Outgoing) -> Status:
         sa = self.sa
         if self.error is not None:
-            data = b""
-            if self.error == _INVALID_KE and self.group is not None:
-                data = int(self.group).to_bytes(2, "big")
-            out.add(notify(self.error, data))
+            out.add(refusal(self.error, self.group))
             return Status.FAILED
         assert self.suite is not None and self.dh is not None
         out.add(self.suite.to_sa_payload(b""), KE(self.dh.group, self.dh.public), Nonce(sa.nr))

@@ -18,9 +18,9 @@ from ...crypto.proposals import Suite, accept_selected, select_proposal, specs_t
 from ...crypto.sk import SkProtector
 from ...wire.enums import DhGroup, ExchangeType, NotifyType, ProtocolId
 from ...wire.message import Message
-from ...wire.payloads import KE, SA, Nonce, notify
+from ...wire.payloads import KE, SA, Nonce
 from ..sa import IkeSa, IkeState
-from .base import Outgoing, Status, Task
+from .base import Outgoing, Status, Task, refusal, requested_group
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -94,9 +94,10 @@ class IkeRekey(Task):
         if sa.state == IkeState.REKEYING:
             sa.state = IkeState.ESTABLISHED
         invalid_ke = msg.notify(NotifyType.INVALID_KE_PAYLOAD)
-        if invalid_ke is not None and self.retries < 2 and len(invalid_ke.data) >= 2:
-            wanted = DhGroup(int.from_bytes(invalid_ke.data[:2], "big"))
-            if wanted in {g for s in eng.policy.ike_specs(sa.conn) for g in s.dh} and wanted != self.group:
+        if invalid_ke is not None and self.retries < 2:
+            wanted = requested_group(invalid_ke)
+            if wanted is not None and wanted != self.group \
+                    and wanted in {g for s in eng.policy.ike_specs(sa.conn) for g in s.dh}:
                 self.retries += 1
                 self.group, self.dh = wanted, None
                 return Status.NEED_MORE
@@ -168,10 +169,7 @@ class IkeRekey(Task):
 
     def build_r(self, out: Outgoing) -> Status:
         if self.error is not None:
-            data = b""
-            if self.error == NotifyType.INVALID_KE_PAYLOAD and self.group is not None:
-                data = int(self.group).to_bytes(2, "big")
-            out.add(notify(self.error, data))
+            out.add(refusal(self.error, self.group))
             return Status.FAILED
         assert self.suite is not None and self.dh is not None and self.new_sa is not None
         out.add(self.suite.to_sa_payload(self.new_spi), Nonce(self.my_nonce), KE(self.dh.group, self.dh.public))
